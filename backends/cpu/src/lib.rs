@@ -1,0 +1,6 @@
+//! CPU backend for weft: SIMD kernels chosen at run time by CPU feature detection, with a
+//! portable scalar path, and rayon threading with a static work partition.
+
+pub mod dispatch;
+
+pub use dispatch::{CpuExtras, CpuLevel};

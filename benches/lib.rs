@@ -1,0 +1,1 @@
+//! Helpers shared by weft's criterion benchmarks (see `benches/benches/`).

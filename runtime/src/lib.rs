@@ -1,0 +1,10 @@
+//! weft runtime: GGUF files, quantized formats and their scalar reference, tokenizers,
+//! models, the parallel-context layout and selection policy.
+//!
+//! This crate has no SIMD intrinsics and no GPU code: backends (`weft-cpu`, `weft-vulkan`)
+//! depend on it, never the reverse.
+
+pub mod ggml_type;
+pub mod quant;
+
+pub use ggml_type::GgmlType;
