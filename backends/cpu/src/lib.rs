@@ -1,6 +1,8 @@
 //! CPU backend for weft: SIMD kernels chosen at run time by CPU feature detection, with a
 //! portable scalar path, and rayon threading with a static work partition.
 
+pub mod context;
 pub mod dispatch;
 
+pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
