@@ -7,7 +7,7 @@
 //!
 //! f16 scale fields are `half::f16`; quant nibbles/bytes keep ggml's packing.
 
-use crate::ggml_type::{GgmlType, QK_K};
+use crate::ggml_type::QK_K;
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
@@ -152,6 +152,7 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ggml_type::GgmlType;
 
     #[test]
     fn sizes_match_ggml_type_table() {
