@@ -4,7 +4,12 @@
 //! This crate has no SIMD intrinsics and no GPU code: backends (`weft-cpu`, `weft-vulkan`)
 //! depend on it, never the reverse.
 
+pub mod backend;
+pub mod engine;
 pub mod ggml_type;
+pub mod kv_cache;
+pub mod model;
 pub mod quant;
+pub mod sampling;
 
 pub use ggml_type::GgmlType;

@@ -1,6 +1,7 @@
 //! CPU backend for weft: SIMD kernels chosen at run time by CPU feature detection, with a
 //! portable scalar path, and rayon threading with a static work partition.
 
+mod backend_impl;
 pub mod context;
 pub mod dispatch;
 

@@ -1,0 +1,205 @@
+//! [`weft::backend::Backend`] for the CPU: buffers are host vectors, weights are borrowed
+//! views of the memory-mapped GGUF file (no copy at load), ops are the `Cpu` methods.
+
+use crate::matmul::{MatmulScratch, WeightRef};
+use crate::{Cpu, CpuError};
+use half::f16;
+use weft::backend::Backend;
+use weft::gguf::TensorView;
+use weft::ops::{AttnMask, AttnParams, RopeParams};
+use weft::GgmlType;
+
+fn shape(op: &'static str, detail: String) -> CpuError {
+    CpuError::Shape { op, detail }
+}
+
+/// `&buf[..n]`, or a shape error naming the op when the buffer is smaller.
+fn head<'b, T>(op: &'static str, buf: &'b [T], n: usize) -> Result<&'b [T], CpuError> {
+    buf.get(..n).ok_or_else(|| shape(op, format!("needs {n} elements, buffer has {}", buf.len())))
+}
+
+fn head_mut<'b, T>(op: &'static str, buf: &'b mut [T], n: usize) -> Result<&'b mut [T], CpuError> {
+    let len = buf.len();
+    buf.get_mut(..n).ok_or_else(|| shape(op, format!("needs {n} elements, buffer has {len}")))
+}
+
+impl Backend for Cpu {
+    type Error = CpuError;
+    /// f32, host memory.
+    type Buf = Vec<f32>;
+    /// f16, host memory.
+    type KvBuf = Vec<f16>;
+    type Weight<'a> = WeightRef<'a>;
+    type Scratch = MatmulScratch;
+
+    fn describe(&self) -> String {
+        format!("cpu {} x{}", self.level(), self.threads())
+    }
+
+    fn supports_matmul(&self, t: GgmlType) -> bool {
+        weft::quant::vec_dot_type(t).is_some()
+    }
+
+    fn supports_get_rows(&self, t: GgmlType) -> bool {
+        weft::quant::vec_dot_type(t).is_some()
+    }
+
+    fn alloc(&self, n: usize) -> Result<Vec<f32>, CpuError> {
+        Ok(vec![0.0; n])
+    }
+
+    fn alloc_kv(&self, n: usize) -> Result<Vec<f16>, CpuError> {
+        Ok(vec![f16::ZERO; n])
+    }
+
+    fn alloc_scratch(&self, _max_rows: usize, _max_cols: usize) -> Result<MatmulScratch, CpuError> {
+        // The scratch grows to the largest batch on first use and is reused afterwards.
+        Ok(MatmulScratch::default())
+    }
+
+    fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
+        let cols = t.cols();
+        let rows = t.rows();
+        let need = rows.checked_mul(t.ggml_type.row_size(cols)).ok_or_else(|| {
+            shape("weight", format!("{}: size of {rows} x {cols} overflows", t.name))
+        })?;
+        if t.data.len() != need {
+            return Err(shape(
+                "weight",
+                format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
+            ));
+        }
+        Ok(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+    }
+
+    fn upload_tensor_f32(&self, t: &TensorView<'_>) -> Result<Vec<f32>, CpuError> {
+        if !matches!(t.ggml_type, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            return Err(CpuError::UnsupportedType { op: "upload_tensor_f32", ty: t.ggml_type });
+        }
+        let n = t.n_elements();
+        let mut out = vec![0.0f32; n];
+        weft::quant::dequantize_row(t.ggml_type, t.data, &mut out)
+            .map_err(|e| shape("upload_tensor_f32", format!("{}: {e}", t.name)))?;
+        Ok(out)
+    }
+
+    fn upload(&self, src: &[f32], dst: &mut Vec<f32>) -> Result<(), CpuError> {
+        head_mut("upload", dst, src.len())?.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn download(&self, src: &Vec<f32>, offset: usize, dst: &mut [f32]) -> Result<(), CpuError> {
+        let end = offset + dst.len();
+        let s = src.get(offset..end).ok_or_else(|| {
+            shape("download", format!("range {offset}..{end} past buffer of {}", src.len()))
+        })?;
+        dst.copy_from_slice(s);
+        Ok(())
+    }
+
+    fn copy(
+        &self,
+        src: &Vec<f32>,
+        src_off: usize,
+        dst: &mut Vec<f32>,
+        dst_off: usize,
+        n: usize,
+    ) -> Result<(), CpuError> {
+        let s = src
+            .get(src_off..src_off + n)
+            .ok_or_else(|| shape("copy", format!("source range past {}", src.len())))?;
+        let dlen = dst.len();
+        let d = dst
+            .get_mut(dst_off..dst_off + n)
+            .ok_or_else(|| shape("copy", format!("destination range past {dlen}")))?;
+        d.copy_from_slice(s);
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        w: &WeightRef<'_>,
+        x: &Vec<f32>,
+        m: usize,
+        y: &mut Vec<f32>,
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
+        let x = head("matmul", x, m * w.cols)?;
+        let y = head_mut("matmul", y, m * w.rows)?;
+        Cpu::matmul(self, w, x, m, y, scratch)
+    }
+
+    fn get_rows(&self, w: &WeightRef<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
+        let out = head_mut("get_rows", out, ids.len() * w.cols)?;
+        Cpu::get_rows(self, w, ids, out)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &Vec<f32>,
+        weight: &Vec<f32>,
+        n_rows: usize,
+        eps: f32,
+        out: &mut Vec<f32>,
+    ) -> Result<(), CpuError> {
+        let n = n_rows * weight.len();
+        let x = head("rms_norm", x, n)?;
+        let out = head_mut("rms_norm", out, n)?;
+        Cpu::rms_norm(self, x, weight, eps, out)
+    }
+
+    fn rope(
+        &self,
+        x: &mut Vec<f32>,
+        n_head: usize,
+        positions: &[i32],
+        p: &RopeParams,
+    ) -> Result<(), CpuError> {
+        let x = head_mut("rope", x, positions.len() * n_head * p.head_dim)?;
+        Cpu::rope(self, x, n_head, positions, p)
+    }
+
+    fn add(&self, a: &mut Vec<f32>, n: usize, b: &Vec<f32>, b_len: usize) -> Result<(), CpuError> {
+        let a = head_mut("add", a, n)?;
+        let b = head("add", b, b_len)?;
+        Cpu::add(self, a, b)
+    }
+
+    fn silu_mul(&self, gate: &mut Vec<f32>, up: &Vec<f32>, n: usize) -> Result<(), CpuError> {
+        let gate = head_mut("silu_mul", gate, n)?;
+        let up = head("silu_mul", up, n)?;
+        Cpu::silu_mul(self, gate, up)
+    }
+
+    fn kv_store(
+        &self,
+        cache: &mut Vec<f16>,
+        cell0: usize,
+        row_len: usize,
+        src: &Vec<f32>,
+        n_rows: usize,
+    ) -> Result<(), CpuError> {
+        let src = head("kv_store", src, n_rows * row_len)?;
+        Cpu::kv_store(self, cache, cell0, row_len, src)
+    }
+
+    fn attention(
+        &self,
+        q: &Vec<f32>,
+        n_q: usize,
+        k: &Vec<f16>,
+        v: &Vec<f16>,
+        n_kv: usize,
+        p: &AttnParams,
+        mask: &AttnMask<'_>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), CpuError> {
+        let q_len = n_q * p.n_head * p.head_dim;
+        let kv_len = n_kv * p.n_head_kv * p.head_dim;
+        let q = head("attention", q, q_len)?;
+        let k = head("attention", k, kv_len)?;
+        let v = head("attention", v, kv_len)?;
+        let out = head_mut("attention", out, q_len)?;
+        Cpu::attention(self, q, k, v, p, mask, out)
+    }
+}

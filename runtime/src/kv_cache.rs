@@ -1,0 +1,142 @@
+//! The KV cache: per layer, one f16 K and one f16 V buffer of `n_ctx` cells, preallocated, plus
+//! host-side metadata for every cell in use (its RoPE position and the piece it belongs to).
+//!
+//! Only f16 storage is implemented (what llama.cpp uses by default and what the backends'
+//! attention reads). Cells are filled in order: a batch takes the next free cells, so the cells
+//! of one batch are contiguous. The metadata is what the parallel-encoding layout reads to build
+//! positions and attention masks; the model itself sees only positions, cell indices and a mask.
+
+use crate::backend::Backend;
+use crate::model::HParams;
+use std::ops::Range;
+
+/// Metadata of one cache cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CellMeta {
+    /// RoPE position the cell's key was rotated with.
+    pub pos: i32,
+    /// Piece id: [`CellMeta::SHARED`] for ordinary tokens (sink, query, plain chat), else the
+    /// parallel-encoding piece the token belongs to.
+    pub piece: u32,
+}
+
+impl CellMeta {
+    /// The piece id of tokens that belong to no piece.
+    pub const SHARED: u32 = 0;
+
+    /// An ordinary token at `pos`.
+    pub fn shared(pos: i32) -> CellMeta {
+        CellMeta { pos, piece: Self::SHARED }
+    }
+}
+
+/// Errors of the KV cache.
+#[derive(Debug, thiserror::Error)]
+pub enum KvCacheError {
+    #[error("context full: {need} more cells needed, {free} free of n_ctx {n_ctx}")]
+    ContextFull { need: usize, free: usize, n_ctx: usize },
+    #[error("KV cache of n_ctx 0 requested")]
+    ZeroContext,
+    #[error("KV cache allocation of {n_layer} layers x {n_ctx} cells x {row_len} failed: {msg}")]
+    Alloc { n_layer: usize, n_ctx: usize, row_len: usize, msg: String },
+}
+
+/// K and V storage for every layer, and the metadata of the cells in use.
+pub struct KvCache<B: Backend> {
+    /// per layer: f16 [n_ctx, n_head_kv * head_dim]
+    k: Vec<B::KvBuf>,
+    /// per layer: f16 [n_ctx, n_head_kv * head_dim]
+    v: Vec<B::KvBuf>,
+    /// metadata of cells 0 .. cells.len() (the cells in use)
+    cells: Vec<CellMeta>,
+    n_ctx: usize,
+    row_len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// A cache of `n_ctx` cells per layer for a model with these hyper-parameters.
+    pub fn new(backend: &B, hp: &HParams, n_ctx: usize) -> Result<Self, KvCacheError> {
+        if n_ctx == 0 {
+            return Err(KvCacheError::ZeroContext);
+        }
+        let row_len = hp.n_embd_kv();
+        let alloc_err = |msg: String| KvCacheError::Alloc { n_layer: hp.n_layer, n_ctx, row_len, msg };
+        let n = n_ctx.checked_mul(row_len).ok_or_else(|| alloc_err("size overflows".into()))?;
+        let mut k = Vec::with_capacity(hp.n_layer);
+        let mut v = Vec::with_capacity(hp.n_layer);
+        for _ in 0..hp.n_layer {
+            k.push(backend.alloc_kv(n).map_err(|e| alloc_err(e.to_string()))?);
+            v.push(backend.alloc_kv(n).map_err(|e| alloc_err(e.to_string()))?);
+        }
+        Ok(KvCache { k, v, cells: Vec::with_capacity(n_ctx), n_ctx, row_len })
+    }
+
+    /// Cells per layer.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Cells in use.
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// Free cells.
+    pub fn free(&self) -> usize {
+        self.n_ctx - self.cells.len()
+    }
+
+    /// Elements per cell row: n_head_kv * head_dim.
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// Metadata of the cells in use, by cell index.
+    pub fn cells(&self) -> &[CellMeta] {
+        &self.cells
+    }
+
+    /// Claim the next `metas.len()` cells; returns their index range. The caller then writes
+    /// their K/V (a model forward with `cell0 = range.start`). Never partially claims.
+    pub fn push(&mut self, metas: &[CellMeta]) -> Result<Range<usize>, KvCacheError> {
+        if metas.len() > self.free() {
+            return Err(KvCacheError::ContextFull {
+                need: metas.len(),
+                free: self.free(),
+                n_ctx: self.n_ctx,
+            });
+        }
+        let start = self.cells.len();
+        self.cells.extend_from_slice(metas);
+        Ok(start..self.cells.len())
+    }
+
+    /// Forget every cell from `n` on (their storage is overwritten by later pushes).
+    pub fn truncate(&mut self, n: usize) {
+        self.cells.truncate(n);
+    }
+
+    /// Forget every cell.
+    pub fn clear(&mut self) {
+        self.cells.clear();
+    }
+
+    /// Layer `il`'s K and V buffers, mutable (for storing a batch).
+    pub fn layer_mut(&mut self, il: usize) -> (&mut B::KvBuf, &mut B::KvBuf) {
+        (&mut self.k[il], &mut self.v[il])
+    }
+
+    /// Layer `il`'s K and V buffers.
+    pub fn layer(&self, il: usize) -> (&B::KvBuf, &B::KvBuf) {
+        (&self.k[il], &self.v[il])
+    }
+
+    /// Number of layers.
+    pub fn n_layer(&self) -> usize {
+        self.k.len()
+    }
+}
