@@ -9,6 +9,7 @@ pub mod engine;
 pub mod ggml_type;
 pub mod kv_cache;
 pub mod model;
+pub mod perplexity;
 pub mod quant;
 pub mod sampling;
 

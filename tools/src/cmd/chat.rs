@@ -1,0 +1,113 @@
+//! `weft chat`: an interactive conversation on stdin/stdout with the model's chat template.
+//! The KV cache keeps the conversation: each turn evaluates only what the template adds.
+
+use super::common::{self, SamplingArgs};
+use anyhow::{Context, Result};
+use std::io::{BufRead, Write};
+use weft::engine::{Engine, EngineConfig, EngineError, GenerateParams};
+use weft::gguf::GgufFile;
+use weft::kv_cache::KvCacheError;
+use weft::model::{Model, ModelError};
+use weft::sampling::Sampler;
+use weft::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    /// Model: a manifest name or a GGUF path.
+    #[arg(short, long, default_value = "smollm2-135m")]
+    pub model: String,
+    /// A system message that opens the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens per reply.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Worker threads (0: one per core).
+    #[arg(short, long, default_value_t = 0)]
+    pub threads: usize,
+    /// Context length (KV cache cells).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: usize,
+}
+
+fn is_context_full(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::KvCache(KvCacheError::ContextFull { .. })
+            | EngineError::Model(ModelError::KvCache(KvCacheError::ContextFull { .. }))
+    )
+}
+
+pub fn run(args: ChatArgs) -> Result<()> {
+    let path = common::model_path(&args.model)?;
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let cpu = common::cpu(args.threads)?;
+    eprintln!("weft: cpu level {}, {} threads", cpu.level(), cpu.threads());
+    let model = Model::load(&cpu, &file).with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let template = ChatTemplate::from_gguf(&file)?;
+    let mut engine =
+        Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
+    let mut sampler = Sampler::new(args.sampling.config());
+    let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };
+    let opening: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage { role: "system".into(), content: s.clone() })
+        .collect();
+    let mut messages = opening.clone();
+    eprintln!("weft chat: type a message; /reset starts over, /quit (or end of input) ends.");
+
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/reset" => {
+                messages = opening.clone();
+                engine.clear();
+                sampler.reset();
+                eprintln!("(conversation reset)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
+        let prompt = template.render(&messages, true)?;
+        let tokens = tokenizer.encode(&prompt, true, true)?;
+        let mut reply = String::new();
+        let result = engine.generate(&tokens, &tokenizer, &mut sampler, &params, |text| {
+            reply.push_str(text);
+            out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_ok()
+        });
+        println!();
+        match result {
+            Ok(stats) => {
+                eprintln!(
+                    "({} prompt tokens new, {} reused, {:.1} tok/s; {} generated, {:.1} tok/s)",
+                    stats.prefill.n_eval,
+                    stats.prefill.n_reused,
+                    stats.prefill.tok_per_s(),
+                    stats.decode.n_gen,
+                    stats.decode.tok_per_s()
+                );
+                messages.push(ChatMessage { role: "assistant".into(), content: reply });
+            }
+            Err(e) if is_context_full(&e) => {
+                messages.pop();
+                eprintln!("weft: {e}; /reset to start a new conversation");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Pieces the model commands share: model resolution, the CPU backend, sampling flags.
+
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use weft::sampling::SamplerConfig;
+use weft_cpu::{Cpu, CpuConfig, CpuLevel};
+
+/// Build the CPU backend with `threads` workers (0: one per core). `WEFT_CPU=scalar|avx2|avx512`
+/// forces a kernel level.
+pub fn cpu(threads: usize) -> Result<Cpu> {
+    let level = match std::env::var("WEFT_CPU") {
+        Ok(s) if !s.is_empty() => Some(
+            CpuLevel::parse(&s).with_context(|| format!("WEFT_CPU={s}: unknown CPU level"))?,
+        ),
+        _ => None,
+    };
+    Ok(Cpu::new(CpuConfig { level, threads })?)
+}
+
+/// A model name from the manifest or a path to a GGUF file; a manifest model missing from the
+/// cache is fetched first.
+pub fn model_path(name_or_path: &str) -> Result<PathBuf> {
+    crate::cmd::models::resolve_or_fetch(name_or_path)
+}
+
+/// Sampling flags (llama.cpp's names and defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: i32,
+    /// Keep the most likely tokens up to this total probability (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p times the most likely one (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise tokens seen in the last --repeat-last-n tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    pub fn config(&self) -> SamplerConfig {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        SamplerConfig {
+            temp: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            penalty_last_n: self.repeat_last_n,
+            seed,
+            ..SamplerConfig::default()
+        }
+    }
+}

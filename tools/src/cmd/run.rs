@@ -1,0 +1,105 @@
+//! `weft run`: generate a continuation of one prompt, streamed to stdout.
+
+use super::common::{self, SamplingArgs};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use weft::engine::{Engine, EngineConfig, GenerateParams};
+use weft::gguf::GgufFile;
+use weft::model::Model;
+use weft::sampling::Sampler;
+use weft::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Model: a manifest name or a GGUF path.
+    #[arg(short, long, default_value = "smollm2-135m")]
+    pub model: String,
+    /// The prompt (a user message, unless --no-template).
+    #[arg(short, long)]
+    pub prompt: String,
+    /// Tokens to generate (0: none).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    pub n_predict: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Worker threads (0: one per core).
+    #[arg(short, long, default_value_t = 0)]
+    pub threads: usize,
+    /// Context length (KV cache cells).
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: usize,
+    /// Use the prompt as raw text (BOS only if the model asks for it) instead of the chat template.
+    #[arg(long)]
+    pub no_template: bool,
+    /// A system message (with the chat template).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Stop when this text is generated (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Write the last prompt position's logits here (f32 little-endian, n_vocab values).
+    #[arg(long)]
+    pub logits_out: Option<PathBuf>,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let path = common::model_path(&args.model)?;
+    let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let cpu = common::cpu(args.threads)?;
+    eprintln!("weft: cpu level {}, {} threads", cpu.level(), cpu.threads());
+    let model = Model::load(&cpu, &file).with_context(|| format!("loading {}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let tokens = if args.no_template {
+        // add_special adds BOS only when the file asks for it (tokenizer.ggml.add_bos_token).
+        tokenizer.encode(&args.prompt, true, false)?
+    } else {
+        let template = ChatTemplate::from_gguf(&file)?;
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(ChatMessage { role: "system".into(), content: s.clone() });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: args.prompt.clone() });
+        let text = template.render(&messages, true)?;
+        tokenizer.encode(&text, true, true)?
+    };
+    anyhow::ensure!(!tokens.is_empty(), "the prompt is empty after tokenization");
+    let mut engine = Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
+    let mut sampler = Sampler::new(args.sampling.config());
+
+    let prefill = engine.prefill(&tokens)?;
+    for &t in &tokens {
+        sampler.accept(t);
+    }
+    if let Some(p) = &args.logits_out {
+        let bytes: Vec<u8> = engine.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let params = GenerateParams { max_tokens: args.n_predict, stop: args.stop.clone() };
+    let mut out = std::io::stdout().lock();
+    let mut write_err = None;
+    let decode = engine.decode(&tokenizer, &mut sampler, &params, |text| {
+        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => true,
+            Err(e) => {
+                write_err = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing to stdout");
+        }
+    }
+    let _ = writeln!(out);
+    eprintln!(
+        "weft: prompt {} tokens, {:.1} tok/s; generated {} tokens, {:.1} tok/s; stop: {:?}",
+        prefill.n_eval,
+        prefill.tok_per_s(),
+        decode.n_gen,
+        decode.tok_per_s(),
+        decode.stop
+    );
+    Ok(())
+}
