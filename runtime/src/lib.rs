@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod engine;
 pub mod ggml_type;
+pub mod gguf;
 pub mod kv_cache;
 pub mod model;
 pub mod perplexity;
