@@ -10,6 +10,7 @@ pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;
 pub mod model;
+pub mod ops;
 pub mod perplexity;
 pub mod quant;
 pub mod sampling;
