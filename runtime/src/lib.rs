@@ -9,6 +9,7 @@ pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;
+pub mod manifest;
 pub mod model;
 pub mod ops;
 pub mod perplexity;
