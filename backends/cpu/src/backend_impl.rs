@@ -58,8 +58,8 @@ impl Backend for Cpu {
     }
 
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
-        let cols = t.cols();
-        let rows = t.rows();
+        let cols = t.cols() as usize;
+        let rows = t.rows() as usize;
         let need = rows.checked_mul(t.ggml_type.row_size(cols)).ok_or_else(|| {
             shape("weight", format!("{}: size of {rows} x {cols} overflows", t.name))
         })?;
@@ -76,7 +76,7 @@ impl Backend for Cpu {
         if !matches!(t.ggml_type, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
             return Err(CpuError::UnsupportedType { op: "upload_tensor_f32", ty: t.ggml_type });
         }
-        let n = t.n_elements();
+        let n = t.n_elements() as usize;
         let mut out = vec![0.0f32; n];
         weft::quant::dequantize_row(t.ggml_type, t.data, &mut out)
             .map_err(|e| shape("upload_tensor_f32", format!("{}: {e}", t.name)))?;

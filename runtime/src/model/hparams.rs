@@ -117,7 +117,7 @@ impl HParams {
                 Ok(t) => t.len(),
                 Err(_) => f
                     .tensor("token_embd.weight")
-                    .map(|t| t.rows())
+                    .map(|t| t.rows() as usize)
                     .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?,
             },
         };

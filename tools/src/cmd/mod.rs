@@ -1,0 +1,7 @@
+//! One file per command.
+
+pub mod bench;
+pub mod chat;
+pub mod common;
+pub mod perplexity;
+pub mod run;
