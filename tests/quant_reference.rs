@@ -64,8 +64,11 @@ fn fixtures_cover_every_type() {
     for t in [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
         assert!(has(0, t), "no dequant fixture for {t}");
     }
-    for t in [F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0] {
+    for t in [F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q8_K, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
         assert!(has(1, t), "no quant fixture for {t}");
+    }
+    for t in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        assert!(has(2, t), "no vec_dot fixture for {t}");
     }
 }
 
@@ -102,7 +105,23 @@ fn quantize_matches_ggml_byte_exactly() {
         }
         checked += 1;
     }
-    assert!(checked >= 7, "only {checked} quant fixtures");
+    assert!(checked >= 14, "only {checked} quant fixtures");
+}
+
+#[test]
+fn vec_dot_matches_ggml_generic_path() {
+    let mut checked = 0;
+    for f in load_fixtures().iter().filter(|f| f.kind == 2) {
+        let ty = quant::vec_dot_type(f.ggml_type).unwrap();
+        let (x, rest) = f.payload.split_at(row_size(f.ggml_type, f.n));
+        let (y, expected) = rest.split_at(row_size(ty, f.n));
+        let expected = f32s(expected)[0];
+        let got = quant::vec_dot(f.ggml_type, f.n, x, y).unwrap();
+        // Same integer sums, same f32 operations in the same order as ggml's scalar code.
+        assert_eq!(got.to_bits(), expected.to_bits(), "{}: got {got:e}, ggml {expected:e}", f.name);
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} vec_dot fixtures");
 }
 
 /// Deterministic pseudo-random f32s in [-1, 1) scaled by a slowly varying envelope, so
@@ -132,21 +151,20 @@ fn dequantize(t: GgmlType, q: &[u8], n: usize) -> Vec<f32> {
     y
 }
 
-/// A weight row of type `t`: quantized from random data when the reference can quantize `t`,
-/// else random valid blocks (random bytes, moderate f16 scales).
-fn weight_row(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
-    if quant::can_quantize(t) {
-        return quantize(t, &test_row(n, seed));
-    }
-    let mut bytes: Vec<u8> =
-        test_row(row_size(t, n), seed).iter().map(|v| (v.to_bits() >> 7) as u8).collect();
+/// Weight rows of type `t` to test dots with: one quantized from random data, plus for the
+/// K-quants one of random valid blocks (random bytes, moderate f16 scales), which reaches
+/// scale and level patterns a quantizer rarely produces (6-bit scales at 63, Q6_K scale -128).
+fn weight_rows(t: GgmlType, n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rows = vec![quantize(t, &test_row(n, seed))];
     let f16_offsets: &[usize] = match t {
         GgmlType::Q2_K => &[80, 82],
         GgmlType::Q3_K => &[108],
         GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
         GgmlType::Q6_K => &[208],
-        _ => panic!("no random block recipe for {t}"),
+        _ => return rows,
     };
+    let mut bytes: Vec<u8> =
+        test_row(row_size(t, n), seed).iter().map(|v| (v.to_bits() >> 7) as u8).collect();
     let scales = test_row(bytes.len(), seed + 1);
     for (b, block) in bytes.chunks_mut(t.type_size()).enumerate() {
         for (k, &off) in f16_offsets.iter().enumerate() {
@@ -154,7 +172,8 @@ fn weight_row(t: GgmlType, n: usize, seed: u64) -> Vec<u8> {
             block[off..off + 2].copy_from_slice(&d.to_le_bytes());
         }
     }
-    bytes
+    rows.push(bytes);
+    rows
 }
 
 #[test]
@@ -168,21 +187,23 @@ fn vec_dot_matches_f64_dot_of_dequantized_operands() {
             if n % t.block_size() != 0 || n % ty.block_size() != 0 {
                 continue;
             }
-            let xq = weight_row(t, n, 11 + k as u64);
             let yq = quantize(ty, &test_row(n, 101 + k as u64));
-            let got = f64::from(quant::vec_dot(t, n, &xq, &yq).unwrap());
-            let xd = dequantize(t, &xq, n);
             let yd = dequantize(ty, &yq, n);
-            let exact: f64 = xd.iter().zip(&yd).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-            let scale: f64 =
-                xd.iter().zip(&yd).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
-            // f32 accumulation over n/32 block terms; Q8_1's `s` is rounded to f16, which
-            // perturbs the Q4_1/Q5_1 min term by up to 2^-11 relative per block.
-            let tol = if ty == Q8_1 { 2e-3 } else { 1e-5 } * scale.max(1e-30);
-            assert!(
-                (got - exact).abs() <= tol,
-                "{t} n={n}: vec_dot {got} vs f64 {exact} (sum|xy| {scale})"
-            );
+            for (r, xq) in weight_rows(t, n, 11 + k as u64).iter().enumerate() {
+                let got = f64::from(quant::vec_dot(t, n, xq, &yq).unwrap());
+                let xd = dequantize(t, xq, n);
+                let exact: f64 =
+                    xd.iter().zip(&yd).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+                let scale: f64 =
+                    xd.iter().zip(&yd).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
+                // f32 accumulation over n/32 block terms; Q8_1's `s` is rounded to f16, which
+                // perturbs the Q4_1/Q5_1 min term by up to 2^-11 relative per block.
+                let tol = if ty == Q8_1 { 2e-3 } else { 1e-5 } * scale.max(1e-30);
+                assert!(
+                    (got - exact).abs() <= tol,
+                    "{t} n={n} row {r}: vec_dot {got} vs f64 {exact} (sum|xy| {scale})"
+                );
+            }
         }
     }
 }
@@ -221,6 +242,27 @@ fn quantize_dequantize_error_is_bounded() {
 }
 
 #[test]
+fn k_quant_round_trip_error_is_bounded() {
+    use GgmlType::*;
+    // Normalised RMS error of quantize -> dequantize on smooth random data; each format must
+    // stay well below its neighbour with one bit less.
+    let n = 4864;
+    let x = test_row(n, 5);
+    let rms = |v: &[f32]| {
+        (v.iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    for (t, bound) in
+        [(Q2_K, 0.3), (Q3_K, 0.16), (Q4_K, 0.08), (Q5_K, 0.04), (Q6_K, 0.02), (Q8_K, 0.008)]
+    {
+        let y = dequantize(t, &quantize(t, &x), n);
+        let diff: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a - b).collect();
+        let nrmse = rms(&diff) / rms(&x);
+        eprintln!("{t}: normalised rmse {nrmse:.4}");
+        assert!(nrmse < bound, "{t}: normalised rmse {nrmse} >= {bound}");
+    }
+}
+
+#[test]
 fn bad_sizes_and_types_are_errors() {
     use GgmlType::*;
     let mut out = vec![0.0f32; 33];
@@ -255,7 +297,7 @@ fn bad_sizes_and_types_are_errors() {
 #[test]
 fn misaligned_buffers_give_the_same_results() {
     use GgmlType::*;
-    for t in [F32, F16, Q4_0, Q8_K, Q5_1] {
+    for t in [F32, F16, Q4_K, Q8_K, Q5_1] {
         let n = 512;
         let x = test_row(n, 3);
         let q = quantize(t, &x);

@@ -21,6 +21,10 @@ File layout (little-endian):
   u32     n_elements
   dequant: u8[row_size(n)] blocks, then f32[n] expected values
   quant:   f32[n] input, then u8[row_size(n)] expected blocks
+  kind 2 (vec_dot, written only by ggml_oracle.c): x blocks, y blocks in the vec_dot type, f32
+
+Files ending in `_ggml.bin` come from tests/data/ggml_oracle.c (ggml's own C, for what gguf-py
+lacks: the Q8_1/Q8_K/K-quant quantizers and vec_dot); this script leaves them alone.
 
 The output is deterministic (fixed seeds, fixed tensor choice): rerunning the script must leave
 the files unchanged, which CI can check with `git diff --exit-code tests/data/quant`.
@@ -171,7 +175,8 @@ def main() -> None:
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.bin"):
-        old.unlink()
+        if not old.name.endswith("_ggml.bin"):  # those come from ggml_oracle.c
+            old.unlink()
     real_blocks(args.models)
     rng = np.random.default_rng(20240601)
     random_blocks(rng)

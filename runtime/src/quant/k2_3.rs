@@ -8,6 +8,7 @@
 //! `x = d * (sc - 32) * q` with `q` in -4..=3. Both dot with Q8_K.
 
 use super::blocks::{BlockQ2K, BlockQ3K, BlockQ8K};
+use super::klanes::KLanes;
 use crate::ggml_type::QK_K;
 
 /// The 2-bit fields of a Q2_K/Q3_K `qs` array, in element order (0..=3).
@@ -105,22 +106,14 @@ pub fn dequantize_row_q3_k(x: &[BlockQ3K], y: &mut [f32]) {
 }
 
 /// Dot of a Q3_K row with a Q8_K row (same number of blocks; panics otherwise): per
-/// super-block `d * d8 * sum_j sc_j * sum(q * q8)`, the inner sums in integers.
+/// super-block `d * d8 * sum_e sc(e) * q(e) * q8(e)`, summed in ggml's lane order (klanes.rs).
 pub fn vec_dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot_q3_k_q8_k: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut lanes = KLanes::default();
     for (bx, by) in x.iter().zip(y) {
         let scales = q3_k_scales(&bx.scales);
         let q = q3_k_values(bx);
-        let mut isum = 0i32;
-        for j in 0..QK_K / 16 {
-            let mut isuml = 0i32;
-            for e in 16 * j..16 * j + 16 {
-                isuml += i32::from(by.qs[e]) * i32::from(q[e]);
-            }
-            isum += i32::from(scales[j]) * isuml;
-        }
-        sumf += bx.d.to_f32() * by.d * isum as f32;
+        lanes.add_block(bx.d.to_f32() * by.d, &q, &by.qs, |e| i32::from(scales[e / 16]));
     }
-    sumf
+    lanes.finish(0.0)
 }

@@ -6,6 +6,7 @@
 //! Both dot with Q8_K.
 
 use super::blocks::{BlockQ4K, BlockQ5K, BlockQ8K, K_SCALE_SIZE};
+use super::klanes::KLanes;
 use crate::ggml_type::QK_K;
 
 /// Scale and min of sub-block `j` (0..8), 6 bits each.
@@ -24,7 +25,6 @@ pub(crate) fn scale_min_k4(j: usize, s: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
 }
 
 /// Inverse of [`scale_min_k4`]: packs 8 (scale, min) pairs, each 0..=63.
-#[allow(dead_code)] // used by the Q4_K/Q5_K quantizers (next commit)
 pub(crate) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; K_SCALE_SIZE] {
     let mut s = [0u8; K_SCALE_SIZE];
     for j in 0..8 {
@@ -41,17 +41,17 @@ pub(crate) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; K_SCALE_SIZE
 }
 
 /// The 4-bit values of a Q4_K/Q5_K `qs` array, in element order.
-fn unpack4(qs: &[u8; QK_K / 2]) -> [u8; QK_K] {
-    let mut q = [0u8; QK_K];
+fn unpack4(qs: &[u8; QK_K / 2]) -> [i8; QK_K] {
+    let mut q = [0i8; QK_K];
     for (e, v) in q.iter_mut().enumerate() {
         let byte = qs[32 * (e / 64) + e % 32];
-        *v = if e % 64 < 32 { byte & 0x0f } else { byte >> 4 };
+        *v = (if e % 64 < 32 { byte & 0x0f } else { byte >> 4 }) as i8;
     }
     q
 }
 
 /// The 5-bit values of a Q5_K super-block, in element order.
-fn q5_k_values(b: &BlockQ5K) -> [u8; QK_K] {
+fn q5_k_values(b: &BlockQ5K) -> [i8; QK_K] {
     let mut q = unpack4(&b.qs);
     for (e, v) in q.iter_mut().enumerate() {
         if b.qh[e % 32] & (1 << (e / 32)) != 0 {
@@ -66,7 +66,7 @@ fn dequantize_k4_5(
     d: f32,
     dmin: f32,
     scales: &[u8; K_SCALE_SIZE],
-    q: &[u8; QK_K],
+    q: &[i8; QK_K],
     out: &mut [f32],
 ) {
     for (j, (out32, q32)) in out.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
@@ -79,21 +79,26 @@ fn dequantize_k4_5(
     }
 }
 
-/// Shared by Q4_K and Q5_K dots: `(isum, summs)` for one super-block, where
-/// `isum = sum_j sc_j * sum(q * q8)` and `summs = sum_j m_j * (bsums_2j + bsums_2j+1)`.
-fn dot_k4_5(scales: &[u8; K_SCALE_SIZE], q: &[u8; QK_K], by: &BlockQ8K) -> (i32, i32) {
-    let mut isum = 0i32;
+/// Shared by the Q4_K and Q5_K dots, one super-block: adds `d * d8 * sum_e sc(e) q(e) q8(e)`
+/// to the lanes (ggml's order, see klanes.rs) and returns the min term
+/// `dmin * d8 * sum_j m_j * (bsums_2j + bsums_2j+1)`, which ggml subtracts from its running sum.
+fn dot_k4_5(
+    d: f32,
+    dmin: f32,
+    scales: &[u8; K_SCALE_SIZE],
+    q: &[i8; QK_K],
+    by: &BlockQ8K,
+    lanes: &mut KLanes,
+) -> f32 {
+    let mut sc = [0i32; 8];
     let mut summs = 0i32;
     for j in 0..QK_K / 32 {
-        let (sc, m) = scale_min_k4(j, scales);
-        let mut isuml = 0i32;
-        for e in 32 * j..32 * j + 32 {
-            isuml += i32::from(by.qs[e]) * i32::from(q[e]);
-        }
-        isum += i32::from(sc) * isuml;
+        let (s, m) = scale_min_k4(j, scales);
+        sc[j] = i32::from(s);
         summs += i32::from(m) * (i32::from(by.bsums[2 * j]) + i32::from(by.bsums[2 * j + 1]));
     }
-    (isum, summs)
+    lanes.add_block(d * by.d, q, &by.qs, |e| sc[e / 32]);
+    dmin * by.d * summs as f32
 }
 
 /// Dequantize Q4_K super-blocks into `y` (`y.len() == x.len() * 256`; panics otherwise).
@@ -107,14 +112,13 @@ pub fn dequantize_row_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
 /// Dot of a Q4_K row with a Q8_K row (same number of blocks; panics otherwise).
 pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot_q4_k_q8_k: block count mismatch");
+    let mut lanes = KLanes::default();
     let mut sumf = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        let (isum, summs) = dot_k4_5(&bx.scales, &unpack4(&bx.qs), by);
-        let d = bx.d.to_f32() * by.d;
-        let dmin = bx.dmin.to_f32() * by.d;
-        sumf += d * isum as f32 - dmin * summs as f32;
+        let q = unpack4(&bx.qs);
+        sumf -= dot_k4_5(bx.d.to_f32(), bx.dmin.to_f32(), &bx.scales, &q, by, &mut lanes);
     }
-    sumf
+    lanes.finish(sumf)
 }
 
 /// Dequantize Q5_K super-blocks into `y` (`y.len() == x.len() * 256`; panics otherwise).
@@ -128,12 +132,11 @@ pub fn dequantize_row_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
 /// Dot of a Q5_K row with a Q8_K row (same number of blocks; panics otherwise).
 pub fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot_q5_k_q8_k: block count mismatch");
+    let mut lanes = KLanes::default();
     let mut sumf = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        let (isum, summs) = dot_k4_5(&bx.scales, &q5_k_values(bx), by);
-        let d = bx.d.to_f32() * by.d;
-        let dmin = bx.dmin.to_f32() * by.d;
-        sumf += d * isum as f32 - dmin * summs as f32;
+        let q = q5_k_values(bx);
+        sumf -= dot_k4_5(bx.d.to_f32(), bx.dmin.to_f32(), &bx.scales, &q, by, &mut lanes);
     }
-    sumf
+    lanes.finish(sumf)
 }

@@ -6,6 +6,7 @@
 //! nibble otherwise), high 2 bits at bit `2 k` of `qh[32 n + l]`.
 
 use super::blocks::{BlockQ6K, BlockQ8K};
+use super::klanes::KLanes;
 use crate::ggml_type::QK_K;
 
 /// The signed 6-bit values (-32..=31) of a Q6_K super-block, in element order.
@@ -37,21 +38,13 @@ pub fn dequantize_row_q6_k(x: &[BlockQ6K], y: &mut [f32]) {
 }
 
 /// Dot of a Q6_K row with a Q8_K row (same number of blocks; panics otherwise): per
-/// super-block `d * d8 * sum_j sc_j * sum(q * q8)`, the inner sums in integers.
+/// super-block `d * d8 * sum_e sc(e) * q(e) * q8(e)`, summed in ggml's lane order (klanes.rs).
 pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len(), "vec_dot_q6_k_q8_k: block count mismatch");
-    let mut sumf = 0.0f32;
+    let mut lanes = KLanes::default();
     for (bx, by) in x.iter().zip(y) {
         let q = q6_k_values(bx);
-        let mut isum = 0i32;
-        for j in 0..QK_K / 16 {
-            let mut isuml = 0i32;
-            for e in 16 * j..16 * j + 16 {
-                isuml += i32::from(by.qs[e]) * i32::from(q[e]);
-            }
-            isum += i32::from(bx.scales[j]) * isuml;
-        }
-        sumf += bx.d.to_f32() * by.d * isum as f32;
+        lanes.add_block(bx.d.to_f32() * by.d, &q, &by.qs, |e| i32::from(bx.scales[e / 16]));
     }
-    sumf
+    lanes.finish(0.0)
 }

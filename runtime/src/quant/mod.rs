@@ -4,9 +4,9 @@
 //! against; it favours clarity over speed. It is bit-exact with ggml where ggml is
 //! deterministic: dequantization and the `*_ref` quantizers reproduce ggml's f32 operations in
 //! ggml's order (checked against `gguf.quants` fixtures in `tests/quant_reference.rs`). Dots
-//! follow ggml's generic (non-SIMD) path: integer sums per block, times the block scales,
-//! accumulated in f32 (f64 for the float formats); the K-quant dots sum each super-block in
-//! one integer where ggml's generic code uses 8 f32 lanes, so they agree to rounding.
+//! follow ggml's generic (non-SIMD) path and its summation order: integer sums per block,
+//! times the block scales, accumulated in f32 (f64 for the float formats; 8 f32 lanes for
+//! Q3_K..Q6_K, see klanes.rs), so they too match ggml's scalar build bit for bit.
 //!
 //! Typed per-format functions take block slices and panic on length mismatches (a programming
 //! error); the dynamic entry points [`dequantize_row`], [`quantize_row`], [`vec_dot`] take
@@ -17,6 +17,8 @@ mod float;
 mod k2_3;
 mod k4_5;
 mod k6;
+mod klanes;
+mod kquant_ref;
 mod q4;
 mod q5;
 mod q8;
@@ -26,6 +28,7 @@ pub use float::*;
 pub use k2_3::*;
 pub use k4_5::*;
 pub use k6::*;
+pub use kquant_ref::*;
 pub use q4::*;
 pub use q5::*;
 pub use q8::*;
@@ -72,8 +75,7 @@ pub fn can_dequantize(t: GgmlType) -> bool {
 
 /// Whether [`quantize_row`] supports `t`.
 pub fn can_quantize(t: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(t, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q8_K)
+    can_dequantize(t)
 }
 
 /// Bytes of `n` elements of `t`, checking that `n` is a whole number of blocks.
@@ -170,6 +172,11 @@ pub fn quantize_row(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Quan
         Q5_1 => with_mut(dst, |d| quantize_row_q5_1(src, d)),
         Q8_0 => with_mut(dst, |d| quantize_row_q8_0(src, d)),
         Q8_1 => with_mut(dst, |d| quantize_row_q8_1(src, d)),
+        Q2_K => with_mut(dst, |d| quantize_row_q2_k(src, d)),
+        Q3_K => with_mut(dst, |d| quantize_row_q3_k(src, d)),
+        Q4_K => with_mut(dst, |d| quantize_row_q4_k(src, d)),
+        Q5_K => with_mut(dst, |d| quantize_row_q5_k(src, d)),
+        Q6_K => with_mut(dst, |d| quantize_row_q6_k(src, d)),
         Q8_K => with_mut(dst, |d| quantize_row_q8_k(src, d)),
         _ => return Err(QuantError::Unsupported { op: "quantize", ggml_type: t }),
     }
