@@ -3,6 +3,8 @@
 
 pub mod context;
 pub mod dispatch;
+pub mod matmul;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
+pub use matmul::{MatmulScratch, WeightRef};
