@@ -4,6 +4,8 @@
 mod backend_impl;
 pub mod context;
 pub mod dispatch;
+pub mod matmul;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
+pub use matmul::{MatmulScratch, WeightRef};
