@@ -6,5 +6,6 @@
 
 pub mod ggml_type;
 pub mod quant;
+pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
