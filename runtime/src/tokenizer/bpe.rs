@@ -37,9 +37,10 @@ impl BpeModel {
         let mut n_skipped = 0;
         let mut joined = String::new();
         for (rank, m) in merges.iter().enumerate() {
-            // llama.cpp splits at the first space after the first byte (a half may be " "-free
-            // only; GPT-2 characters never contain a raw space).
-            let Some(sp) = m.get(1..).and_then(|s| s.find(' ')).map(|i| i + 1) else {
+            // llama.cpp splits at the first space after the first byte (GPT-2 characters never
+            // contain a raw space; a space byte is always a char boundary).
+            let sp = m.as_bytes().iter().skip(1).position(|&b| b == b' ').map(|i| i + 1);
+            let Some(sp) = sp else {
                 n_skipped += 1;
                 continue;
             };

@@ -253,13 +253,13 @@ mod tests {
     fn python_methods_and_errors() {
         let t = ChatTemplate::new(
             "{{ messages[0].content.strip().upper() }}|{{ 'a,b'.split(',')|join('+') }}|\
-             {{ 'xhi'.startswith('x') }}|{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}",
+             {% if 'xhi'.startswith('x') %}yes{% endif %}|{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}",
             "<s>",
             "</s>",
         )
         .unwrap();
         let out = t.render(&[ChatMessage::new("user", "  hi ")], false).unwrap();
-        assert_eq!(out, "HI|a+b|true|a=1");
+        assert_eq!(out, "HI|a+b|yes|a=1");
 
         let t = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
         let e = t.render(&[], false).unwrap_err().to_string();

@@ -10,6 +10,7 @@
 
 mod bpe;
 mod chat;
+mod gguf_vocab;
 mod pretok;
 mod spm;
 mod special;
@@ -41,6 +42,8 @@ pub enum TokenizerError {
     MissingSpecial(&'static str),
     #[error("chat template: {0}")]
     Template(String),
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
 }
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
@@ -361,6 +364,14 @@ impl Tokenizer {
     /// Id of an exact vocabulary string.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.token_to_id.get(text).copied()
+    }
+    /// Merges of `tokenizer.ggml.merges` left out because a half or the result is not a token
+    /// (0 for sound vocabularies; such merges could only produce non-tokens in llama.cpp).
+    pub fn n_skipped_merges(&self) -> usize {
+        match &self.model {
+            Model::Bpe { bpe, .. } => bpe.n_skipped_merges,
+            Model::Spm => 0,
+        }
     }
     /// SentencePiece score of a token (0 for BPE vocabularies).
     pub fn score(&self, id: u32) -> Option<f32> {
