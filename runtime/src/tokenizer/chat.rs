@@ -35,7 +35,11 @@ const NAME: &str = "chat_template";
 impl ChatTemplate {
     /// Compiles `source`; `bos_token`/`eos_token` are the texts the template sees under those
     /// names. Syntax errors are reported here, with their line.
-    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, TokenizerError> {
+    pub fn new(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TokenizerError> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -99,7 +103,8 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAYS: [&str; 7] =
+    ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// Formats UTC unix time `secs` with the strftime subset templates use.
 pub(crate) fn strftime(format: &str, secs: i64) -> String {
@@ -223,7 +228,10 @@ fn py_method(_state: &State, value: &Value, method: &str, args: &[Value]) -> Res
             )),
             "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<_>>())),
             "values" => Ok(Value::from(
-                value.try_iter()?.map(|k| value.get_item(&k).unwrap_or_default()).collect::<Vec<_>>(),
+                value
+                    .try_iter()?
+                    .map(|k| value.get_item(&k).unwrap_or_default())
+                    .collect::<Vec<_>>(),
             )),
             "get" => {
                 let key = args.first().cloned().unwrap_or_default();

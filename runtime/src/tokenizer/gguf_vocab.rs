@@ -37,7 +37,9 @@ impl Vocab {
         };
         let model = f.str("tokenizer.ggml.model")?.to_string();
         if model == "gpt2" && merges.is_empty() {
-            return Err(TokenizerError::Metadata("gpt2 tokenizer without tokenizer.ggml.merges".into()));
+            return Err(TokenizerError::Metadata(
+                "gpt2 tokenizer without tokenizer.ggml.merges".into(),
+            ));
         }
         Ok(Vocab {
             model,
@@ -90,7 +92,10 @@ impl Tokenizer {
 impl ChatTemplate {
     /// The file's `tokenizer.chat_template`, with BOS/EOS texts from `tok`; `Ok(None)` when the
     /// file has no template.
-    pub fn from_gguf(f: &GgufFile, tok: &Tokenizer) -> Result<Option<ChatTemplate>, TokenizerError> {
+    pub fn from_gguf(
+        f: &GgufFile,
+        tok: &Tokenizer,
+    ) -> Result<Option<ChatTemplate>, TokenizerError> {
         let Some(src) = f.str_opt("tokenizer.chat_template")? else {
             return Ok(None);
         };

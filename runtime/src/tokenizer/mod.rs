@@ -12,8 +12,8 @@ mod bpe;
 mod chat;
 mod gguf_vocab;
 mod pretok;
-mod spm;
 mod special;
+mod spm;
 mod stream;
 mod unicode;
 mod unicode_table;
@@ -145,7 +145,10 @@ impl Tokenizer {
             )));
         }
         if !v.scores.is_empty() && v.scores.len() != n {
-            return Err(TokenizerError::Metadata(format!("{} scores for {n} tokens", v.scores.len())));
+            return Err(TokenizerError::Metadata(format!(
+                "{} scores for {n} tokens",
+                v.scores.len()
+            )));
         }
         let is_bpe = match v.model.as_str() {
             "gpt2" => true,
@@ -179,8 +182,8 @@ impl Tokenizer {
         let mut clean_spaces = is_bpe;
         let mut ignore_merges = false;
         let model_stages = if is_bpe {
-            let stages =
-                pretok::stages_for(&pre).ok_or_else(|| TokenizerError::UnsupportedPre(pre.clone()))?;
+            let stages = pretok::stages_for(&pre)
+                .ok_or_else(|| TokenizerError::UnsupportedPre(pre.clone()))?;
             match pre.as_str() {
                 "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => {
                     ignore_merges = true;
@@ -222,9 +225,15 @@ impl Tokenizer {
             find(&["<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"]),
         ];
         let mut eog: Vec<u32> = Vec::new();
-        for name in
-            ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>"]
-        {
+        for name in [
+            "<|eot_id|>",
+            "<|im_end|>",
+            "<|end|>",
+            "<end_of_turn>",
+            "<|endoftext|>",
+            "<|eom_id|>",
+            "<EOT>",
+        ] {
             if let Some(&id) = token_to_id.get(name) {
                 eog.push(id);
             }

@@ -170,7 +170,8 @@ impl Cx<'_> {
         let f = |p: usize| if p < end { Some(flags[p]) } else { NONE };
         let letter = |x: Option<CpFlags>| x.is_some_and(|x| x.letter());
         let number = |x: Option<CpFlags>| x.is_some_and(|x| x.number());
-        let other = |x: Option<CpFlags>| x.is_some_and(|x| !(x.whitespace || x.letter() || x.number()));
+        let other =
+            |x: Option<CpFlags>| x.is_some_and(|x| !(x.whitespace || x.letter() || x.number()));
         let ws = |x: Option<CpFlags>| x.is_some_and(|x| x.whitespace);
         let mut pos = seg.start;
         while pos < end {
@@ -235,7 +236,8 @@ impl Cx<'_> {
         let f = |p: usize| if p < end { Some(flags[p]) } else { NONE };
         let letter = |x: Option<CpFlags>| x.is_some_and(|x| x.letter());
         let number = |x: Option<CpFlags>| x.is_some_and(|x| x.number());
-        let other = |x: Option<CpFlags>| x.is_some_and(|x| !(x.whitespace || x.letter() || x.number()));
+        let other =
+            |x: Option<CpFlags>| x.is_some_and(|x| !(x.whitespace || x.letter() || x.number()));
         let ws = |x: Option<CpFlags>| x.is_some_and(|x| x.whitespace);
         let cr_lf = |p: usize| p < end && matches!(cps[p], '\r' | '\n');
         let mut pos = seg.start;

@@ -74,13 +74,7 @@ mod tests {
         let t = "a<|im_start|>b<tool><|im";
         assert_eq!(
             partition(t, &sp, true),
-            [
-                Frag::Text(0..1),
-                Frag::Token(7),
-                Frag::Text(13..14),
-                Frag::Token(8),
-                Frag::Token(9)
-            ]
+            [Frag::Text(0..1), Frag::Token(7), Frag::Text(13..14), Frag::Token(8), Frag::Token(9)]
         );
         assert_eq!(
             partition(t, &sp, false),

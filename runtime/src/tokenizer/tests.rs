@@ -15,23 +15,23 @@ fn spm_vocab() -> Vocab {
         scores.push(0.0);
     }
     let pieces: [(&str, f32); 17] = [
-        ("▁", -1.0),   // 259
-        ("h", -2.0),   // 260
-        ("e", -3.0),   // 261
-        ("l", -4.0),   // 262
-        ("o", -5.0),   // 263
-        ("w", -6.0),   // 264
-        ("r", -7.0),   // 265
-        ("d", -8.0),   // 266
-        ("ll", -0.5),  // 267
-        ("▁h", -0.6),  // 268
-        ("▁he", -0.7), // 269
-        ("llo", -0.8), // 270
+        ("▁", -1.0),      // 259
+        ("h", -2.0),      // 260
+        ("e", -3.0),      // 261
+        ("l", -4.0),      // 262
+        ("o", -5.0),      // 263
+        ("w", -6.0),      // 264
+        ("r", -7.0),      // 265
+        ("d", -8.0),      // 266
+        ("ll", -0.5),     // 267
+        ("▁h", -0.6),     // 268
+        ("▁he", -0.7),    // 269
+        ("llo", -0.8),    // 270
         ("▁hello", -0.9), // 271
-        ("▁w", -1.0),  // 272
-        ("or", -1.1),  // 273
-        ("ld", -1.2),  // 274
-        ("▁wor", -1.3), // 275
+        ("▁w", -1.0),     // 272
+        ("or", -1.1),     // 273
+        ("ld", -1.2),     // 274
+        ("▁wor", -1.3),   // 275
     ];
     for (p, s) in pieces {
         tokens.push(p.into());
@@ -83,7 +83,8 @@ fn spm_without_space_prefix() {
 
 /// Byte-level BPE vocabulary: token id b is byte b's GPT-2 character, then merges.
 fn bpe_vocab() -> Vocab {
-    let mut tokens: Vec<String> = (0..=255u8).map(|b| unicode::byte_to_char(b).to_string()).collect();
+    let mut tokens: Vec<String> =
+        (0..=255u8).map(|b| unicode::byte_to_char(b).to_string()).collect();
     let mut types = vec![TokenType::Normal; 256];
     for (t, ty) in [
         ("Ġt", TokenType::Normal),             // 256
