@@ -15,5 +15,6 @@ pub mod ops;
 pub mod perplexity;
 pub mod quant;
 pub mod sampling;
+pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
