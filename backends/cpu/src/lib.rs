@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod dispatch;
+pub mod ops;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
