@@ -5,6 +5,7 @@ mod backend_impl;
 pub mod context;
 pub mod dispatch;
 pub mod matmul;
+pub mod ops;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
