@@ -290,7 +290,8 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
         F: FnMut(&str) -> bool,
     {
         let t0 = Instant::now();
-        let mut decoder = StreamDecoder::new(tokenizer);
+        // Control tokens that are not end-of-generation (template markers) are not shown.
+        let mut decoder = StreamDecoder::new(tokenizer).skip_control(true);
         let mut stops = StopStrings::new(&params.stop);
         let mut n_gen = 0;
         let stop = loop {

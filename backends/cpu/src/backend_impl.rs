@@ -60,9 +60,13 @@ impl Backend for Cpu {
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
         let cols = t.cols() as usize;
         let rows = t.rows() as usize;
-        let need = rows.checked_mul(t.ggml_type.row_size(cols)).ok_or_else(|| {
-            shape("weight", format!("{}: size of {rows} x {cols} overflows", t.name))
-        })?;
+        let need = t
+            .ggml_type
+            .row_size(cols as u64)
+            .and_then(|r| r.checked_mul(rows as u64))
+            .ok_or_else(|| {
+                shape("weight", format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name))
+            })? as usize;
         if t.data.len() != need {
             return Err(shape(
                 "weight",
@@ -131,7 +135,21 @@ impl Backend for Cpu {
 
     fn get_rows(&self, w: &WeightRef<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
         let out = head_mut("get_rows", out, ids.len() * w.cols)?;
-        Cpu::get_rows(self, w, ids, out)
+        // Until the SIMD get_rows lands: the scalar reference dequantizer, row by row.
+        let row_bytes = w.ggml_type.row_size(w.cols as u64).unwrap_or(0) as usize;
+        for (i, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id >= w.rows {
+                return Err(shape("get_rows", format!("row {id} of {}", w.rows)));
+            }
+            weft::quant::dequantize_row(
+                w.ggml_type,
+                &w.data[id * row_bytes..(id + 1) * row_bytes],
+                &mut out[i * w.cols..(i + 1) * w.cols],
+            )
+            .map_err(|e| shape("get_rows", e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn rms_norm(

@@ -47,7 +47,8 @@ pub fn run(args: ChatArgs) -> Result<()> {
     eprintln!("weft: cpu level {}, {} threads", cpu.level(), cpu.threads());
     let model = Model::load(&cpu, &file).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let template = ChatTemplate::from_gguf(&file)?;
+    let template = ChatTemplate::from_gguf(&file, &tokenizer)?
+        .context("the model has no chat template (tokenizer.chat_template)")?;
     let mut engine =
         Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
     let mut sampler = Sampler::new(args.sampling.config());

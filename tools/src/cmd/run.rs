@@ -54,7 +54,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         // add_special adds BOS only when the file asks for it (tokenizer.ggml.add_bos_token).
         tokenizer.encode(&args.prompt, true, false)?
     } else {
-        let template = ChatTemplate::from_gguf(&file)?;
+        let template = ChatTemplate::from_gguf(&file, &tokenizer)?
+        .context("the model has no chat template (tokenizer.chat_template); use --no-template")?;
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
             messages.push(ChatMessage { role: "system".into(), content: s.clone() });
