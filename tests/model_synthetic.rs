@@ -36,7 +36,12 @@ impl Lcg {
 fn f32_tensor(name: &str, dims: &[usize], rng: &mut Lcg, scale: f32, offset: f32) -> Tensor {
     let n: usize = dims.iter().product();
     let data = (0..n).flat_map(|_| (offset + rng.next(scale)).to_le_bytes()).collect();
-    Tensor { name: name.into(), ty: GgmlType::F32, dims: dims.iter().map(|&d| d as u64).collect(), data }
+    Tensor {
+        name: name.into(),
+        ty: GgmlType::F32,
+        dims: dims.iter().map(|&d| d as u64).collect(),
+        data,
+    }
 }
 
 fn tensors(qwen: bool, tied: bool) -> Vec<Tensor> {
@@ -74,15 +79,15 @@ fn gguf(arch: &str, tensors: Vec<Tensor>) -> GgufFile {
     let mut w = GgufWriter::new();
     let u = |v: usize| MetaValue::U32(v as u32);
     w.add_metadata("general.architecture", MetaValue::String(arch.into()));
-    w.add_metadata(&format!("{arch}.block_count"), u(N_LAYER));
-    w.add_metadata(&format!("{arch}.context_length"), u(256));
-    w.add_metadata(&format!("{arch}.embedding_length"), u(N_EMBD));
-    w.add_metadata(&format!("{arch}.feed_forward_length"), u(N_FF));
-    w.add_metadata(&format!("{arch}.attention.head_count"), u(N_HEAD));
-    w.add_metadata(&format!("{arch}.attention.head_count_kv"), u(N_HEAD_KV));
-    w.add_metadata(&format!("{arch}.rope.freq_base"), MetaValue::F32(10000.0));
-    w.add_metadata(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5));
-    w.add_metadata(&format!("{arch}.vocab_size"), u(N_VOCAB));
+    w.add_metadata(format!("{arch}.block_count"), u(N_LAYER));
+    w.add_metadata(format!("{arch}.context_length"), u(256));
+    w.add_metadata(format!("{arch}.embedding_length"), u(N_EMBD));
+    w.add_metadata(format!("{arch}.feed_forward_length"), u(N_FF));
+    w.add_metadata(format!("{arch}.attention.head_count"), u(N_HEAD));
+    w.add_metadata(format!("{arch}.attention.head_count_kv"), u(N_HEAD_KV));
+    w.add_metadata(format!("{arch}.rope.freq_base"), MetaValue::F32(10000.0));
+    w.add_metadata(format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5));
+    w.add_metadata(format!("{arch}.vocab_size"), u(N_VOCAB));
     for t in tensors {
         w.add_tensor(&t.name, t.ty, &t.dims, t.data).expect("add tensor");
     }
@@ -129,7 +134,10 @@ fn wrong_shape_is_named() {
     let k = t.iter_mut().find(|t| t.name == "blk.0.attn_k.weight").unwrap();
     k.dims = vec![N_EMBD as u64 / 2, 2 * (N_HEAD_KV * HEAD_DIM) as u64];
     let e = load_err(&gguf("llama", t));
-    assert!(matches!(&e, ModelError::TensorShape { name, .. } if name == "blk.0.attn_k.weight"), "{e}");
+    assert!(
+        matches!(&e, ModelError::TensorShape { name, .. } if name == "blk.0.attn_k.weight"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -138,7 +146,8 @@ fn unsupported_matmul_type_is_named() {
     let q = t.iter_mut().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
     // A type weft has no matmul for, with the right shape and byte size.
     q.ty = GgmlType::IQ4_NL;
-    q.data = vec![0u8; GgmlType::IQ4_NL.row_size(N_EMBD) * N_HEAD * HEAD_DIM];
+    q.data =
+        vec![0u8; GgmlType::IQ4_NL.row_size(N_EMBD as u64).unwrap() as usize * N_HEAD * HEAD_DIM];
     let e = load_err(&gguf("llama", t));
     assert!(
         matches!(&e, ModelError::UnsupportedTensorType { name, ty: GgmlType::IQ4_NL } if name == "blk.0.attn_q.weight"),
@@ -151,7 +160,7 @@ fn unsupported_norm_type_is_named() {
     let mut t = tensors(false, true);
     let q = t.iter_mut().find(|t| t.name == "blk.0.attn_norm.weight").unwrap();
     q.ty = GgmlType::Q8_0;
-    q.data = vec![0u8; GgmlType::Q8_0.row_size(N_EMBD)];
+    q.data = vec![0u8; GgmlType::Q8_0.row_size(N_EMBD as u64).unwrap() as usize];
     let e = load_err(&gguf("llama", t));
     assert!(
         matches!(&e, ModelError::UnsupportedTensorType { name, ty: GgmlType::Q8_0 } if name == "blk.0.attn_norm.weight"),

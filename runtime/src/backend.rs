@@ -52,8 +52,7 @@ pub trait Backend {
     /// `dst[..src.len()] = src`.
     fn upload(&self, src: &[f32], dst: &mut Self::Buf) -> Result<(), Self::Error>;
     /// `dst = src[offset .. offset + dst.len()]`.
-    fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32])
-        -> Result<(), Self::Error>;
+    fn download(&self, src: &Self::Buf, offset: usize, dst: &mut [f32]) -> Result<(), Self::Error>;
     /// `dst[dst_off .. dst_off + n] = src[src_off .. src_off + n]`.
     fn copy(
         &self,
@@ -98,11 +97,15 @@ pub trait Backend {
         p: &RopeParams,
     ) -> Result<(), Self::Error>;
     /// `a[..n] += b`, where `b` is either `n` elements or one row broadcast over `a`'s rows.
-    fn add(&self, a: &mut Self::Buf, n: usize, b: &Self::Buf, b_len: usize)
-        -> Result<(), Self::Error>;
+    fn add(
+        &self,
+        a: &mut Self::Buf,
+        n: usize,
+        b: &Self::Buf,
+        b_len: usize,
+    ) -> Result<(), Self::Error>;
     /// `gate[..n] = silu(gate[..n]) * up[..n]`.
-    fn silu_mul(&self, gate: &mut Self::Buf, up: &Self::Buf, n: usize)
-        -> Result<(), Self::Error>;
+    fn silu_mul(&self, gate: &mut Self::Buf, up: &Self::Buf, n: usize) -> Result<(), Self::Error>;
     /// Store `n_rows` rows of `src[n_rows, row_len]` into cache cells `cell0 ..`, as f16.
     fn kv_store(
         &self,

@@ -60,7 +60,8 @@ impl<B: Backend> KvCache<B> {
             return Err(KvCacheError::ZeroContext);
         }
         let row_len = hp.n_embd_kv();
-        let alloc_err = |msg: String| KvCacheError::Alloc { n_layer: hp.n_layer, n_ctx, row_len, msg };
+        let alloc_err =
+            |msg: String| KvCacheError::Alloc { n_layer: hp.n_layer, n_ctx, row_len, msg };
         let n = n_ctx.checked_mul(row_len).ok_or_else(|| alloc_err("size overflows".into()))?;
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);

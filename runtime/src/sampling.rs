@@ -157,8 +157,11 @@ impl Sampler {
             return None;
         }
         self.cands.clear();
-        self.cands
-            .extend(logits.iter().enumerate().map(|(i, &l)| Cand { id: i as u32, logit: l, p: 0.0 }));
+        self.cands.extend(logits.iter().enumerate().map(|(i, &l)| Cand {
+            id: i as u32,
+            logit: l,
+            p: 0.0,
+        }));
         self.apply_penalties();
         let cfg = self.cfg.clone();
         if cfg.temp <= 0.0 {
@@ -454,7 +457,14 @@ mod tests {
 
     #[test]
     fn seeded_sampling_is_reproducible_and_follows_distribution() {
-        let cfg = SamplerConfig { temp: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() };
+        let cfg = SamplerConfig {
+            temp: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 7,
+            ..Default::default()
+        };
         let logits = [0.25f32.ln(), 0.75f32.ln()];
         let mut a = Sampler::new(cfg.clone());
         let mut b = Sampler::new(cfg);
@@ -471,7 +481,14 @@ mod tests {
     #[test]
     fn temperature_sharpens() {
         // At temperature 0.1 the 0.75/0.25 split becomes 3^10 : 1: essentially always token 1.
-        let cfg = SamplerConfig { temp: 0.1, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 1, ..Default::default() };
+        let cfg = SamplerConfig {
+            temp: 0.1,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 1,
+            ..Default::default()
+        };
         let mut s = Sampler::new(cfg);
         let logits = [0.25f32.ln(), 0.75f32.ln()];
         let ones: u32 = (0..1000).map(|_| s.sample(&logits).unwrap()).sum();
@@ -489,10 +506,7 @@ mod tests {
 
     #[test]
     fn draw_hand_computed() {
-        let c = vec![
-            Cand { id: 4, logit: 0.0, p: 0.25 },
-            Cand { id: 9, logit: 0.0, p: 0.75 },
-        ];
+        let c = vec![Cand { id: 4, logit: 0.0, p: 0.25 }, Cand { id: 9, logit: 0.0, p: 0.75 }];
         assert_eq!(draw(&c, 0.0), 4);
         assert_eq!(draw(&c, 0.2499), 4);
         assert_eq!(draw(&c, 0.25), 9);

@@ -60,13 +60,15 @@ impl Backend for Cpu {
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
         let cols = t.cols() as usize;
         let rows = t.rows() as usize;
-        let need = t
-            .ggml_type
-            .row_size(cols as u64)
-            .and_then(|r| r.checked_mul(rows as u64))
-            .ok_or_else(|| {
-                shape("weight", format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name))
-            })? as usize;
+        let need =
+            t.ggml_type.row_size(cols as u64).and_then(|r| r.checked_mul(rows as u64)).ok_or_else(
+                || {
+                    shape(
+                        "weight",
+                        format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name),
+                    )
+                },
+            )? as usize;
         if t.data.len() != need {
             return Err(shape(
                 "weight",

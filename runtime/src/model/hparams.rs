@@ -67,7 +67,7 @@ impl HParams {
         let n_ff = f.u32("{arch}.feed_forward_length")? as usize;
         let n_head = f.u32("{arch}.attention.head_count")? as usize;
         let n_head_kv = f.u32_opt("{arch}.attention.head_count_kv")?.map_or(n_head, |v| v as usize);
-        if n_head == 0 || n_head_kv == 0 || n_head % n_head_kv != 0 {
+        if n_head == 0 || n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
             return Err(ModelError::BadHParams(format!(
                 "head_count {n_head} is not a positive multiple of head_count_kv {n_head_kv}"
             )));
@@ -83,11 +83,11 @@ impl HParams {
                 )));
             }
         }
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ModelError::BadHParams(format!("head dim {head_dim} is not even")));
         }
         let n_rot = f.u32_opt("{arch}.rope.dimension_count")?.map_or(head_dim, |v| v as usize);
-        if n_rot > head_dim || n_rot % 2 != 0 {
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) {
             return Err(ModelError::BadHParams(format!(
                 "rope.dimension_count {n_rot} invalid for head dim {head_dim}"
             )));

@@ -78,8 +78,17 @@ impl<'a, B: Backend> Model<'a, B> {
             be.kv_store(k_cache, batch.cell0, n_kv_row, &st.k, n).map_err(e)?;
             be.kv_store(v_cache, batch.cell0, n_kv_row, &st.v, n).map_err(e)?;
             let (k_cache, v_cache) = kv.layer(il);
-            be.attention(&st.q, n, k_cache, v_cache, batch.n_kv, &self.attn, &batch.mask, &mut st.attn)
-                .map_err(e)?;
+            be.attention(
+                &st.q,
+                n,
+                k_cache,
+                v_cache,
+                batch.n_kv,
+                &self.attn,
+                &batch.mask,
+                &mut st.attn,
+            )
+            .map_err(e)?;
             be.matmul(&lw.attn_output, &st.attn, n, &mut st.proj, &mut st.scratch).map_err(e)?;
             be.add(&mut st.x, n * n_embd, &st.proj, n * n_embd).map_err(e)?;
 

@@ -82,7 +82,7 @@ impl<'f, 'a, B: Backend> Loader<'f, 'a, B> {
     fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<B::Weight<'a>, ModelError> {
         let t = self.view(name, &[cols, rows])?;
         let ty = t.ggml_type;
-        if !self.backend.supports_matmul(ty) || cols % ty.block_size() != 0 {
+        if !self.backend.supports_matmul(ty) || !cols.is_multiple_of(ty.block_size()) {
             return Err(ModelError::UnsupportedTensorType { name: name.into(), ty });
         }
         self.backend.weight(&t).map_err(backend_err)
@@ -110,8 +110,9 @@ impl<'f, 'a, B: Backend> Loader<'f, 'a, B> {
         let mut out = vec![0.0f32; n];
         match t.ggml_type {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
-                crate::quant::dequantize_row(t.ggml_type, t.data, &mut out)
-                    .map_err(|e| ModelError::BadTensor { name: name.into(), detail: e.to_string() })?;
+                crate::quant::dequantize_row(t.ggml_type, t.data, &mut out).map_err(|e| {
+                    ModelError::BadTensor { name: name.into(), detail: e.to_string() }
+                })?;
             }
             ty => return Err(ModelError::UnsupportedTensorType { name: name.into(), ty }),
         }

@@ -10,9 +10,9 @@ use weft_cpu::{Cpu, CpuConfig, CpuLevel};
 /// forces a kernel level.
 pub fn cpu(threads: usize) -> Result<Cpu> {
     let level = match std::env::var("WEFT_CPU") {
-        Ok(s) if !s.is_empty() => Some(
-            CpuLevel::parse(&s).with_context(|| format!("WEFT_CPU={s}: unknown CPU level"))?,
-        ),
+        Ok(s) if !s.is_empty() => {
+            Some(CpuLevel::parse(&s).with_context(|| format!("WEFT_CPU={s}: unknown CPU level"))?)
+        }
         _ => None,
     };
     Ok(Cpu::new(CpuConfig { level, threads })?)

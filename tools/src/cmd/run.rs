@@ -54,8 +54,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         // add_special adds BOS only when the file asks for it (tokenizer.ggml.add_bos_token).
         tokenizer.encode(&args.prompt, true, false)?
     } else {
-        let template = ChatTemplate::from_gguf(&file, &tokenizer)?
-        .context("the model has no chat template (tokenizer.chat_template); use --no-template")?;
+        let template = ChatTemplate::from_gguf(&file, &tokenizer)?.context(
+            "the model has no chat template (tokenizer.chat_template); use --no-template",
+        )?;
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
             messages.push(ChatMessage { role: "system".into(), content: s.clone() });
@@ -65,7 +66,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         tokenizer.encode(&text, true, true)?
     };
     anyhow::ensure!(!tokens.is_empty(), "the prompt is empty after tokenization");
-    let mut engine = Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
+    let mut engine =
+        Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
     let mut sampler = Sampler::new(args.sampling.config());
 
     let prefill = engine.prefill(&tokens)?;
