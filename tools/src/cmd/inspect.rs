@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(v["hyperparameters"][1][0], "rope.freq_base");
         let long = to_json(&MetaValue::Array(MetaArray::U8(vec![0; 65])));
         assert_eq!(long, json!({"type": "array[u8; 65]", "len": 65}));
-        assert_eq!(to_json(&MetaValue::F32(1e-5)).to_string(), "1e-5");
+        assert_eq!(to_json(&MetaValue::F32(1e-5)), json!(1e-5f64));
         assert_eq!(to_json(&MetaValue::F32(f32::NAN)), Value::Null);
         let nested = MetaArray::Array(vec![MetaArray::I32(vec![1]), MetaArray::Bool(vec![])]);
         assert_eq!(to_json(&MetaValue::Array(nested)), json!([[1], []]));
