@@ -137,9 +137,11 @@ int main(int argc, char ** argv) {
     }
     for (int i = 0; i < (1 << 16); ++i) ggml_table_f32_f16[i] = half_to_float((uint16_t) i);
 
-    enum { N = 512 };  // two super-blocks, sixteen 32-blocks
-    static float x[N], y[N];
-    static uint8_t qx[N * 2], qy[N * 2];
+    // Quantizers: 2 super-blocks. Dots: 1536 (SmolLM2's n_ff), 48 32-blocks / 6 super-blocks,
+    // enough terms that an f32 operation done in another order shows in the result.
+    enum { N = 512, N_DOT = 1536 };
+    static float x[N_DOT], y[N_DOT];
+    static uint8_t qx[N_DOT * 2], qy[N_DOT * 2];
     char name[256];
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; ++i) {
         const struct format * f = &formats[i];
@@ -148,18 +150,19 @@ int main(int argc, char ** argv) {
             make_input(x, N);
             f->quantize(x, qx, N);
             snprintf(name, sizeof name, "quant_%s_ggml.bin", f->name);
-            write_fixture(argv[1], name, 1, f->type, N, x, sizeof x, qx, N / f->block * f->size, NULL, 0);
+            write_fixture(argv[1], name, 1, f->type, N, x, N * sizeof x[0], qx, N / f->block * f->size, NULL, 0);
         }
         if (f->vec_dot) {
             const struct format * g = &formats[f->dot_type];
-            make_input(x, N);
-            make_input(y, N);
-            f->quantize(x, qx, N);
-            g->quantize(y, qy, N);
+            make_input(x, N_DOT);
+            make_input(y, N_DOT);
+            f->quantize(x, qx, N_DOT);
+            g->quantize(y, qy, N_DOT);
             float s = 0.0f;
-            f->vec_dot(N, &s, 0, qx, 0, qy, 0, 1);
+            f->vec_dot(N_DOT, &s, 0, qx, 0, qy, 0, 1);
             snprintf(name, sizeof name, "vecdot_%s_ggml.bin", f->name);
-            write_fixture(argv[1], name, 2, f->type, N, qx, N / f->block * f->size, qy, N / g->block * g->size, &s, 4);
+            write_fixture(argv[1], name, 2, f->type, N_DOT, qx, N_DOT / f->block * f->size, qy,
+                          N_DOT / g->block * g->size, &s, 4);
         }
     }
     return 0;
