@@ -3,6 +3,9 @@
 //! reference in `weft::ops::reference` (normalised MSE bound + NaN/Inf checks); 1 vs 2 threads
 //! bit-identical; malformed shapes and masks rejected with `Err`.
 
+// One-range masks are ordinary inputs here, not a mistaken `vec![a..b]`.
+#![allow(clippy::single_range_in_vec_init)]
+
 use half::f16;
 use std::ops::Range;
 use weft::ops::{reference, AttnMask, AttnParams, RopeParams, RopeStyle};
