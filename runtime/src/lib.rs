@@ -6,6 +6,7 @@
 
 pub mod ggml_type;
 pub mod manifest;
+pub mod ops;
 pub mod quant;
 
 pub use ggml_type::GgmlType;
