@@ -6,6 +6,8 @@
 
 pub mod ggml_type;
 pub mod gguf;
+pub mod manifest;
+pub mod ops;
 pub mod quant;
 
 pub use ggml_type::GgmlType;

@@ -24,7 +24,8 @@ pub struct InspectArgs {
 
 /// Opens the file and prints its report to stdout.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    inspect_path(&args.model, args.json)
+    let path = crate::cmd::models::resolve_or_fetch(&args.model)?;
+    inspect_path(&path.to_string_lossy(), args.json)
 }
 
 /// The body of `run` for an already-resolved path.

@@ -1,0 +1,586 @@
+//! Quantized matrix multiplication: `y[m, rows] = x[m, cols] * W^T` (ggml's `mul_mat`).
+//!
+//! - Activations are quantized once per row to the weight's dot type by the runtime's
+//!   reference quantizers (so every level multiplies the very same codes as the reference
+//!   `vec_dot`), then laid out for the SIMD kernels (see [`format`]).
+//! - m == 1 (decode) is a GEMV: output rows are split over the pool, each output is one dot
+//!   of a weight row read in its native block layout. It is bound by memory bandwidth.
+//! - m > 1 (prefill) is a tiled GEMM: jobs of [`GEMM_JOB_ROWS`] weight rows are unpacked and
+//!   interleaved once into a per-thread tile buffer, then multiplied with every activation
+//!   row, several rows at a time, so each weight byte loaded feeds many `vpdpbusd` lanes.
+//!
+//! Determinism: every output element is computed by exactly one kernel call whose summation
+//! order depends only on the shapes, never on the thread count or on which thread runs it.
+
+mod format;
+mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+use crate::context::{Cpu, CpuError};
+use crate::dispatch::CpuLevel;
+use format::{ActKind, Layout, SubFormat};
+use rayon::prelude::*;
+use std::sync::Mutex;
+use weft::GgmlType;
+
+/// A weight matrix in its GGUF storage: `rows` rows of `cols` elements, row-major blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct WeightRef<'a> {
+    pub ggml_type: GgmlType,
+    /// Output features (GGUF `dims[1]`).
+    pub rows: usize,
+    /// Input features, the contiguous dimension (GGUF `dims[0]`).
+    pub cols: usize,
+    /// `rows * row_size(cols)` bytes.
+    pub data: &'a [u8],
+}
+
+/// Weight rows per GEMM job: 64 rows of a K = 4864 matrix unpack to 311 KB, which stays in
+/// L2 while every activation row streams past it.
+const GEMM_JOB_ROWS: usize = 64;
+
+/// Bytes of a 64-byte aligned chunk; buffers SIMD kernels load from are made of these so
+/// 512-bit loads never straddle cache lines.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A grow-only, 64-byte aligned byte buffer.
+#[derive(Default)]
+struct AlignedBuf(Vec<Line>);
+
+impl AlignedBuf {
+    /// The first `n` bytes, growing (never shrinking) the buffer as needed.
+    fn bytes(&mut self, n: usize) -> &mut [u8] {
+        let lines = n.div_ceil(64);
+        if self.0.len() < lines {
+            self.0.resize(lines, Line([0; 64]));
+        }
+        &mut bytemuck::cast_slice_mut::<Line, u8>(&mut self.0)[..n]
+    }
+}
+
+/// Grow `v` to at least `n` elements and return the first `n`.
+fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+/// Per-thread working memory of the kernels (unpacked and repacked weights).
+#[derive(Default)]
+pub(crate) struct Work {
+    /// u8 [GEMM_JOB_ROWS, cols]: unpacked weight codes of one job (GEMM) or one row (GEMV).
+    q: Vec<u8>,
+    /// f32 [GEMM_JOB_ROWS, n_sub]: unpacked sub-block scales and mins.
+    d: Vec<f32>,
+    m: Vec<f32>,
+    /// u8 [GEMM_JOB_ROWS / 4 tiles, n_group, bs/4, 4, GROUP, 4]: interleaved tiles.
+    tq: AlignedBuf,
+    /// f32 [GEMM_JOB_ROWS / 4 tiles, n_group, 4, GROUP]: tile scales and mins.
+    td: Vec<f32>,
+    tm: Vec<f32>,
+}
+
+/// Reusable buffers of [`Cpu::matmul`]: quantized activations and per-thread work memory.
+/// Buffers only grow; once sized for the largest call, matmuls allocate nothing.
+#[derive(Default)]
+pub struct MatmulScratch {
+    acts: ActBufs,
+    /// One per pool thread, indexed by `rayon::current_thread_index`.
+    work: Vec<Mutex<Work>>,
+}
+
+/// The quantized activations of one call.
+#[derive(Default)]
+struct ActBufs {
+    /// Reference dot-type blocks of every activation row, u8 [m, row_size(dot_type, cols)]
+    /// (u32 storage keeps the 4-byte alignment of `BlockQ8K`).
+    blocks: Vec<u32>,
+    /// i8 [m, n_sub_pad * bs]: activation codes in the kernels' layout.
+    qs: AlignedBuf,
+    /// f32 [m, n_sub_pad]: activation scale per sub-block.
+    d: Vec<f32>,
+    /// f32 [m, n_sub_pad]: activation scale times code sum (the min term's partner).
+    s: Vec<f32>,
+    /// i32 [m, n_sub_pad]: -offset * code sum (the integer offset correction).
+    corr: Vec<i32>,
+}
+
+impl MatmulScratch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for MatmulScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatmulScratch").field("threads", &self.work.len()).finish()
+    }
+}
+
+/// Quantized activations in the natural (GEMV) or interleaved (GEMM) layout.
+#[derive(Clone, Copy)]
+pub(crate) struct Acts<'a> {
+    /// i8 [m, q_stride]
+    pub qs: &'a [i8],
+    pub q_stride: usize,
+    /// f32/i32 [m, meta_stride]
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub corr: &'a [i32],
+    pub meta_stride: usize,
+}
+
+impl<'a> Acts<'a> {
+    /// Row `r`: (codes, d, s, corr).
+    pub fn row(&self, r: usize) -> (&'a [i8], &'a [f32], &'a [f32], &'a [i32]) {
+        let (q, ms) = (self.q_stride, self.meta_stride);
+        (
+            &self.qs[r * q..(r + 1) * q],
+            &self.d[r * ms..(r + 1) * ms],
+            &self.s[r * ms..(r + 1) * ms],
+            &self.corr[r * ms..(r + 1) * ms],
+        )
+    }
+}
+
+/// A repacked tile of 4 weight rows (see [`format::interleave_tile`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<'a> {
+    /// u8 [n_group, bs/4, 4, GROUP, 4]
+    pub q: &'a [u8],
+    /// f32 [n_group, 4, GROUP]
+    pub d: &'a [f32],
+    pub m: &'a [f32],
+}
+
+/// The SIMD kernel family a `Cpu` runs.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// AVX2 + FMA + F16C; `vnni` adds AVX-VNNI `vpdpbusd` on ymm.
+    Avx2 {
+        vnni: bool,
+    },
+    Avx512,
+}
+
+fn shape_err(detail: String) -> CpuError {
+    CpuError::Shape { op: "matmul", detail }
+}
+
+impl Cpu {
+    /// `y[m, rows] = x[m, cols] * W^T` (ggml `mul_mat`). `x` is f32 [m, cols], `y` is
+    /// f32 [m, rows]. m == 1 takes the GEMV path, m > 1 the tiled GEMM.
+    pub fn matmul(
+        &self,
+        w: &WeightRef,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
+        let t = w.ggml_type;
+        let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
+        let row_bytes = t
+            .row_size(w.cols as u64)
+            .ok_or_else(|| shape_err(format!("cols {} is not a multiple of {t}'s block", w.cols)))?
+            as usize;
+        let need_w = row_bytes.checked_mul(w.rows);
+        if need_w != Some(w.data.len()) {
+            return Err(shape_err(format!(
+                "weight {t} [{}, {}] needs {:?} bytes, got {}",
+                w.rows,
+                w.cols,
+                need_w,
+                w.data.len()
+            )));
+        }
+        if m.checked_mul(w.cols) != Some(x.len()) {
+            return Err(shape_err(format!(
+                "x has {} values, expected m {m} x cols {}",
+                x.len(),
+                w.cols
+            )));
+        }
+        if m.checked_mul(w.rows) != Some(y.len()) {
+            return Err(shape_err(format!(
+                "y has {} values, expected m {m} x rows {}",
+                y.len(),
+                w.rows
+            )));
+        }
+        if m == 0 || w.rows == 0 {
+            return Ok(());
+        }
+        if w.cols == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        if scratch.work.len() < self.threads() {
+            scratch.work.resize_with(self.threads(), Mutex::default);
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let simd = match self.level() {
+                CpuLevel::Avx2 => Some(Simd::Avx2 { vnni: self.extras().avx_vnni }),
+                CpuLevel::Avx512 => Some(Simd::Avx512),
+                CpuLevel::Scalar | CpuLevel::Neon => None,
+            };
+            if let Some(simd) = simd {
+                if fmt.act == ActKind::F32 {
+                    self.matmul_float(simd, w, x, m, y);
+                    return Ok(());
+                }
+                let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
+                let (_, _, acts) =
+                    self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
+                let work = &scratch.work;
+                if m == 1 {
+                    self.gemv(simd, w, row_bytes, acts, y, work);
+                } else {
+                    self.gemm(simd, w, fmt, row_bytes, acts, m, y, work);
+                }
+                return Ok(());
+            }
+        }
+        self.matmul_scalar(w, fmt, x, m, y, scratch)
+    }
+
+    /// Quantize every row of `x` with the reference quantizer into `scratch.blocks` (u8
+    /// [m, blk_bytes]) and, with a layout, derive the SIMD view. Rows are independent and
+    /// each is quantized whole by one thread, so the result never depends on the partition.
+    fn quantize_acts<'s>(
+        &self,
+        fmt: SubFormat,
+        layout: Option<Layout>,
+        cols: usize,
+        x: &[f32],
+        m: usize,
+        scratch: &'s mut ActBufs,
+    ) -> Result<(&'s [u8], usize, Acts<'s>), CpuError> {
+        let act_t = fmt.act.ggml_type().expect("quantized weights have a dot type");
+        let blk_bytes =
+            act_t.row_size(cols as u64).expect("cols checked against the weight's block") as usize;
+        let words = grow(&mut scratch.blocks, (m * blk_bytes).div_ceil(4));
+        let blocks = &mut bytemuck::cast_slice_mut::<u32, u8>(words)[..m * blk_bytes];
+        let (_, n_pad) = format::n_sub(cols, fmt.bs);
+        let (q_stride, meta_stride) = (n_pad * fmt.bs, n_pad);
+        let n_derived = if layout.is_some() { m } else { 0 };
+        let qs: &mut [i8] = bytemuck::cast_slice_mut(scratch.qs.bytes(n_derived * q_stride));
+        let d = grow(&mut scratch.d, n_derived * meta_stride);
+        let s = grow(&mut scratch.s, n_derived * meta_stride);
+        let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        let quantize = |xr: &[f32], br: &mut [u8]| {
+            weft::quant::quantize_row(act_t, xr, br)
+                .map_err(|e| shape_err(format!("quantize activations: {e}")))
+        };
+        self.pool().install(|| match layout {
+            Some(layout) => x
+                .par_chunks(cols)
+                .zip(blocks.par_chunks_mut(blk_bytes))
+                .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
+                .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
+                .try_for_each(|(((xr, br), (qr, dr)), (sr, cr))| {
+                    quantize(xr, br)?;
+                    format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
+                    Ok(())
+                }),
+            None => x
+                .par_chunks(cols)
+                .zip(blocks.par_chunks_mut(blk_bytes))
+                .try_for_each(|(xr, br)| quantize(xr, br)),
+        })?;
+        Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
+    }
+
+    /// The scalar level: the runtime's reference `vec_dot` per output on the reference
+    /// activation blocks (float weights: [`scalar::dot_float`] on f32 activations).
+    fn matmul_scalar(
+        &self,
+        w: &WeightRef,
+        fmt: SubFormat,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
+        let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
+        let row_bytes = w.data.len() / rows;
+        if fmt.act == ActKind::F32 {
+            self.pool().install(|| {
+                y.par_chunks_mut(rows).zip(x.par_chunks(cols)).for_each(|(yr, xr)| {
+                    for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
+                        *o = scalar::dot_float(t, wr, xr);
+                    }
+                })
+            });
+            return Ok(());
+        }
+        let (blocks, blk_bytes, _) =
+            self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
+        self.pool().install(|| {
+            y.par_chunks_mut(rows).zip(blocks.par_chunks(blk_bytes)).try_for_each(|(yr, br)| {
+                for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
+                    *o = weft::quant::vec_dot(t, cols, wr, br)
+                        .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Float weights on a SIMD level: f32 activations, weight-row jobs split over the pool
+    /// (every output's summation order is fixed by the kernel, whatever the job).
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_float(&self, simd: Simd, w: &WeightRef, x: &[f32], m: usize, y: &mut [f32]) {
+        const R: usize = 4;
+        let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
+        let row_bytes = w.data.len() / rows;
+        let out = SyncPtr(y.as_mut_ptr());
+        let y_len = y.len();
+        self.pool().install(|| {
+            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
+                let c0 = j * GEMM_JOB_ROWS;
+                let nc = GEMM_JOB_ROWS.min(rows - c0);
+                let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
+                // f32 [R, nc]: this job's outputs for R activation rows.
+                let mut tmp = [0.0f32; R * GEMM_JOB_ROWS];
+                let mut r0 = 0;
+                while r0 < m {
+                    let nr = R.min(m - r0);
+                    let xr = &x[r0 * cols..(r0 + nr) * cols];
+                    simd.float_rows(t, cols, wj, xr, nr, &mut tmp[..nr * nc], nc);
+                    for r in 0..nr {
+                        // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
+                        // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
+                        unsafe {
+                            out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len)
+                        };
+                    }
+                    r0 += R;
+                }
+            })
+        });
+    }
+
+    /// GEMV: output rows split over the pool; each output is one dot.
+    #[cfg(target_arch = "x86_64")]
+    fn gemv(
+        &self,
+        simd: Simd,
+        w: &WeightRef,
+        row_bytes: usize,
+        acts: Acts,
+        y: &mut [f32],
+        work: &[Mutex<Work>],
+    ) {
+        let (qs, d, s, corr) = acts.row(0);
+        let a = avx2::ActRow { qs, d, s, corr };
+        // Enough chunks to balance threads; the result does not depend on the chunking.
+        let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
+        self.pool().install(|| {
+            y.par_chunks_mut(chunk).enumerate().for_each(|(i, yc)| {
+                let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
+                let mut wk = lock_work(work);
+                simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
+            })
+        });
+    }
+
+    /// GEMM: jobs of GEMM_JOB_ROWS weight rows, each unpacked and interleaved once into the
+    /// running thread's tile buffer, then multiplied with all m activation rows.
+    #[cfg(target_arch = "x86_64")]
+    fn gemm(
+        &self,
+        simd: Simd,
+        w: &WeightRef,
+        fmt: SubFormat,
+        row_bytes: usize,
+        acts: Acts,
+        m: usize,
+        y: &mut [f32],
+        work: &[Mutex<Work>],
+    ) {
+        let (rows, cols) = (w.rows, w.cols);
+        let (n, n_pad) = format::n_sub(cols, fmt.bs);
+        let tile_q = n_pad * fmt.bs * 4; // u8 per 4-row tile
+        let tile_meta = n_pad * 4; // f32 per 4-row tile
+        let out = SyncPtr(y.as_mut_ptr());
+        let y_len = y.len();
+        let tr = simd.tile_rows();
+        self.pool().install(|| {
+            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
+                let c0 = j * GEMM_JOB_ROWS;
+                let nc = GEMM_JOB_ROWS.min(rows - c0);
+                let n_tiles = nc.div_ceil(4);
+                let mut wk = lock_work(work);
+                let wk = &mut *wk;
+                let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
+                let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
+                let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
+                for c in 0..nc {
+                    let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
+                    format::unpack_row(
+                        w.ggml_type,
+                        row,
+                        &mut q[c * cols..][..cols],
+                        &mut d[c * n..][..n],
+                        &mut mm[c * n..][..n],
+                    );
+                }
+                let tq = wk.tq.bytes(n_tiles * tile_q);
+                let td = grow(&mut wk.td, n_tiles * tile_meta);
+                let tm = grow(&mut wk.tm, n_tiles * tile_meta);
+                for i in 0..n_tiles {
+                    let live = 4.min(nc - 4 * i);
+                    format::interleave_tile(
+                        fmt,
+                        cols,
+                        live,
+                        &q[4 * i * cols..][..live * cols],
+                        &d[4 * i * n..][..live * n],
+                        &mm[4 * i * n..][..live * n],
+                        &mut tq[i * tile_q..][..tile_q],
+                        &mut td[i * tile_meta..][..tile_meta],
+                        &mut tm[i * tile_meta..][..tile_meta],
+                    );
+                }
+                let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
+                let mut r0 = 0;
+                while r0 < m {
+                    let nr = tr.min(m - r0);
+                    for i in 0..n_tiles {
+                        let tile = Tile {
+                            q: &tq[i * tile_q..][..tile_q],
+                            d: &td[i * tile_meta..][..tile_meta],
+                            m: &tm[i * tile_meta..][..tile_meta],
+                        };
+                        simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
+                        let live = 4.min(nc - 4 * i);
+                        for r in 0..nr {
+                            // SAFETY: job j alone writes columns c0..c0+nc of each output row;
+                            // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
+                            // outlives the pool scope.
+                            unsafe {
+                                out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len)
+                            };
+                        }
+                    }
+                    r0 += tr;
+                }
+            })
+        });
+    }
+}
+
+/// The most activation rows any level's GEMM microkernel takes per call.
+const MAX_TILE_ROWS: usize = 8;
+
+/// This thread's work buffers (uncontended: one per pool thread).
+fn lock_work(work: &[Mutex<Work>]) -> std::sync::MutexGuard<'_, Work> {
+    let i = rayon::current_thread_index().unwrap_or(0) % work.len();
+    work[i].lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The output pointer shared by GEMM jobs, which write disjoint column ranges.
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+
+// SAFETY: jobs write disjoint elements through it (see `write`'s callers).
+unsafe impl Send for SyncPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// Copy `v` to elements `at..at + v.len()`.
+    ///
+    /// # Safety
+    /// `at + v.len() <= len` of the allocation, and no other thread touches those elements.
+    unsafe fn write(&self, at: usize, v: &[f32], len: usize) {
+        assert!(at + v.len() <= len);
+        // SAFETY: in bounds (asserted) and exclusively ours (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len()) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Simd {
+    fn tile_rows(self) -> usize {
+        match self {
+            Simd::Avx2 { .. } => avx2::TILE_ROWS,
+            Simd::Avx512 => avx512::TILE_ROWS,
+        }
+    }
+
+    fn gemv(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        rb: usize,
+        a: avx2::ActRow,
+        y: &mut [f32],
+        wk: &mut Work,
+    ) {
+        // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
+        unsafe {
+            match self {
+                Simd::Avx2 { vnni: false } => avx2::gemv_avx2(t, cols, w, rb, a, y, wk),
+                Simd::Avx2 { vnni: true } => avx2::gemv_avxvnni(t, cols, w, rb, a, y, wk),
+                Simd::Avx512 => avx512::gemv_avx512(t, cols, w, rb, a, y, wk),
+            }
+        }
+    }
+
+    fn tile(
+        self,
+        fmt: SubFormat,
+        acts: &Acts,
+        r0: usize,
+        nr: usize,
+        tile: &Tile,
+        out: &mut [[f32; 4]; MAX_TILE_ROWS],
+    ) {
+        // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
+        unsafe {
+            match self {
+                Simd::Avx2 { vnni } => {
+                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] =
+                        (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
+                    if vnni {
+                        avx2::tile_avxvnni(fmt, acts, r0, nr, tile, o)
+                    } else {
+                        avx2::tile_avx2(fmt, acts, r0, nr, tile, o)
+                    }
+                }
+                Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
+            }
+        }
+    }
+
+    fn float_rows(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        ys: usize,
+    ) {
+        // SAFETY: a `Cpu` only holds a level its machine supports.
+        unsafe {
+            match self {
+                Simd::Avx2 { .. } => avx2::float_rows_avx2(t, cols, w, x, m, y, ys),
+                Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
+            }
+        }
+    }
+}
