@@ -3,6 +3,9 @@
 //! reference in `weft::ops::reference` (normalised MSE bound + NaN/Inf checks); 1 vs 2 threads
 //! bit-identical; malformed shapes and masks rejected with `Err`.
 
+// One-range masks are ordinary inputs here, not a mistaken `vec![a..b]`.
+#![allow(clippy::single_range_in_vec_init)]
+
 use half::f16;
 use std::ops::Range;
 use weft::ops::{reference, AttnMask, AttnParams, RopeParams, RopeStyle};
@@ -478,4 +481,54 @@ fn bad_shapes_are_errors() {
     assert!(cpu.rms_norm(&x[..576], &w, f32::NAN, &mut vec![0.0; 576]).is_err());
     assert!(cpu.softmax_rows(&mut x[..10], 3).is_err());
     assert!(cpu.softmax_rows(&mut x[..10], 0).is_err());
+}
+
+#[test]
+fn get_rows_matches_reference() {
+    use weft::quant::{can_quantize, dequantize_row, quantize_row};
+    use weft::GgmlType;
+    use weft_cpu::matmul::WeightRef;
+    let mut rng = Rng(10);
+    let types = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ];
+    for t in types {
+        assert!(can_quantize(t), "{t:?}");
+        for cols in [576, 896, 512] {
+            if cols % t.block_size() != 0 {
+                continue;
+            }
+            let rows = 13;
+            let row_bytes = t.row_size(cols as u64).unwrap() as usize;
+            let mut data = vec![0u8; rows * row_bytes];
+            for r in data.chunks_exact_mut(row_bytes) {
+                quantize_row(t, &rng.vec(cols, 1.0), r).unwrap();
+            }
+            let w = WeightRef { ggml_type: t, rows, cols, data: &data };
+            let ids = [12u32, 0, 5, 5, 7];
+            let mut want = vec![0.0; ids.len() * cols];
+            for (&id, dst) in ids.iter().zip(want.chunks_exact_mut(cols)) {
+                dequantize_row(t, &data[id as usize * row_bytes..][..row_bytes], dst).unwrap();
+            }
+            for (level, one, _) in backends() {
+                let mut got = vec![f32::NAN; want.len()];
+                one.get_rows(&w, &ids, &mut got).unwrap();
+                assert_bits_eq(&got, &want, &format!("get_rows {level} {t:?} cols {cols}"));
+                let mut out = vec![0.0; cols];
+                assert!(one.get_rows(&w, &[13], &mut out).is_err(), "id out of range");
+                assert!(one.get_rows(&w, &[u32::MAX], &mut out).is_err(), "id out of range");
+                assert!(one.get_rows(&w, &[1, 2], &mut out).is_err(), "out too short");
+                let short = WeightRef { data: &data[1..], ..w };
+                assert!(one.get_rows(&short, &[1], &mut out).is_err(), "data length");
+                let unsupported = WeightRef { ggml_type: GgmlType::IQ2_XXS, ..w };
+                assert!(one.get_rows(&unsupported, &[1], &mut out).is_err(), "IQ2_XXS");
+            }
+        }
+    }
 }

@@ -289,6 +289,11 @@ fn bad_sizes_and_types_are_errors() {
     assert!(quant::vec_dot(Q4_1, 63, &x, &x).is_err());
     assert!(quant::vec_dot(Q4_K, 576, &[0u8; 0], &[0u8; 0]).is_err());
     assert!(quant::vec_dot(Q8_K, 256, &[0u8; 292], &[0u8; 292]).is_err());
+    assert!(matches!(
+        quant::vec_dot(F32, usize::MAX / 2, &[], &[]),
+        Err(QuantError::TooLarge { .. })
+    ));
+    assert!(quant::vec_dot(Q8_0, usize::MAX - 31, &[], &[]).is_err());
     // Error messages are one line and name the type.
     let e = quant::dequantize_row(Q6_K, &[0u8; 10], &mut vec![0.0; 256]).unwrap_err();
     assert!(e.to_string().contains("q6_K") && !e.to_string().contains('\n'), "{e}");
@@ -308,5 +313,27 @@ fn misaligned_buffers_give_the_same_results() {
         let a = dequantize(t, &q, n);
         let b = dequantize(t, &shifted[1..], n);
         assert_eq!(a, b, "{t}: dequantize from a misaligned buffer");
+    }
+}
+
+#[test]
+fn non_finite_and_huge_inputs_do_not_panic() {
+    use GgmlType::*;
+    // Tests run with overflow checks: any overflowing integer conversion would panic here.
+    let mut x = test_row(512, 9);
+    x[3] = f32::NAN;
+    x[40] = f32::INFINITY;
+    x[77] = f32::NEG_INFINITY;
+    x[300] = 3e38;
+    x[301] = -3e38;
+    x[400] = 1e-40; // subnormal
+    for t in
+        [F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q8_K, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K]
+    {
+        let q = quantize(t, &x);
+        let _ = dequantize(t, &q, x.len());
+        if let Some(ty) = quant::vec_dot_type(t) {
+            let _ = quant::vec_dot(t, x.len(), &q, &quantize(ty, &x)).unwrap();
+        }
     }
 }

@@ -69,7 +69,7 @@ impl RopeParams {
         let err = |d: String| Err(OpsError::new("rope", d));
         if self.head_dim == 0
             || self.n_rot == 0
-            || self.n_rot % 2 != 0
+            || !self.n_rot.is_multiple_of(2)
             || self.n_rot > self.head_dim
         {
             return err(format!(
@@ -144,7 +144,7 @@ impl AttnParams {
         if self.n_head == 0 || self.n_head_kv == 0 || self.head_dim == 0 {
             return Err(OpsError::new("attention", format!("empty head geometry {self:?}")));
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return Err(OpsError::new(
                 "attention",
                 format!("n_head {} is not a multiple of n_head_kv {}", self.n_head, self.n_head_kv),
@@ -176,12 +176,12 @@ impl AttnParams {
         let err = |d: String| Err(OpsError::new("attention", d));
         let q_row = self.n_head * self.head_dim;
         let kv_row = self.n_head_kv * self.head_dim;
-        if q_len == 0 || q_len % q_row != 0 {
+        if q_len == 0 || !q_len.is_multiple_of(q_row) {
             return err(format!(
                 "q has {q_len} values, not a non-zero multiple of n_head * head_dim {q_row}"
             ));
         }
-        if k_len == 0 || k_len % kv_row != 0 {
+        if k_len == 0 || !k_len.is_multiple_of(kv_row) {
             return err(format!(
                 "k has {k_len} values, not a non-zero multiple of n_head_kv * head_dim {kv_row}"
             ));
@@ -214,7 +214,7 @@ pub enum AttnMask<'a> {
 /// [`AttnMask::Ranges`]. Derefs to `[Range<usize>]`; building it never allocates.
 #[derive(Clone, Debug)]
 pub enum RowRanges<'a> {
-    One([Range<usize>; 1]),
+    One(Range<usize>),
     Many(&'a [Range<usize>]),
 }
 
@@ -222,7 +222,7 @@ impl std::ops::Deref for RowRanges<'_> {
     type Target = [Range<usize>];
     fn deref(&self) -> &[Range<usize>] {
         match self {
-            Self::One(r) => r,
+            Self::One(r) => std::slice::from_ref(r),
             Self::Many(r) => r,
         }
     }
@@ -281,7 +281,7 @@ impl<'a> AttnMask<'a> {
     /// rows > i).
     pub fn row(&self, i: usize) -> RowRanges<'a> {
         match *self {
-            AttnMask::Causal { n_past } => RowRanges::One([0..n_past + i + 1]),
+            AttnMask::Causal { n_past } => RowRanges::One(0..n_past + i + 1),
             AttnMask::Ranges { offsets, ranges } => {
                 RowRanges::Many(&ranges[offsets[i]..offsets[i + 1]])
             }
@@ -302,7 +302,7 @@ pub fn check_rows(
     row_len: usize,
     out_len: usize,
 ) -> Result<usize, OpsError> {
-    if row_len == 0 || x_len % row_len != 0 {
+    if row_len == 0 || !x_len.is_multiple_of(row_len) {
         return Err(OpsError::new(op, format!("{x_len} values are not whole rows of {row_len}")));
     }
     if out_len != x_len {
@@ -313,7 +313,7 @@ pub fn check_rows(
 
 /// Checks `a += b` where `b` is either as long as `a` or one row broadcast over `a`'s rows.
 pub fn check_broadcast(op: &'static str, a_len: usize, b_len: usize) -> Result<(), OpsError> {
-    if b_len == 0 || a_len % b_len != 0 {
+    if b_len == 0 || !a_len.is_multiple_of(b_len) {
         return Err(OpsError::new(
             op,
             format!("b has {b_len} values; a has {a_len}, not whole rows of b"),
@@ -331,7 +331,7 @@ pub fn check_kv_store(
     src_len: usize,
 ) -> Result<usize, OpsError> {
     let err = |d: String| Err(OpsError::new("kv_store", d));
-    if row_len == 0 || src_len % row_len != 0 {
+    if row_len == 0 || !src_len.is_multiple_of(row_len) {
         return err(format!("src has {src_len} values, not whole rows of {row_len}"));
     }
     let n_rows = src_len / row_len;
@@ -346,6 +346,8 @@ pub fn check_kv_store(
 }
 
 #[cfg(test)]
+// One-range masks are ordinary inputs here, not a mistaken `vec![a..b]`.
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

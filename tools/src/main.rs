@@ -1,19 +1,42 @@
-//! `weft`: the command-line tool.
+//! `weft`: the command-line tool. A thin dispatcher: each subcommand lives in `cmd/<name>.rs`
+//! with its clap args and a `run`; adding one is a variant here and a match arm below.
 
 mod cmd;
+mod fetch;
+mod global;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(name = "weft", version, about = "weft: an LLM runtime for GGUF models")]
+use clap::{ArgAction, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weft",
+    version,
+    about = "Run quantized GGUF language models on the CPU",
+    arg_required_else_help = true
+)]
 struct Cli {
+    /// Model cache directory [default: $WEFT_MODELS, else $XDG_CACHE_HOME/weft/models or
+    /// ~/.cache/weft/models]
+    #[arg(long, global = true, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+    /// More output: -v shows the commands weft runs (pip, python).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
-    /// Generate text from a prompt.
+    /// List, download and verify the models in the manifest.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
+    /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Generate text from a prompt (chat template applied unless --no-template).
     Run(cmd::run::RunArgs),
     /// Interactive chat with the model's chat template.
     Chat(cmd::chat::ChatArgs),
@@ -23,11 +46,31 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    global::init(global::Global { models_dir: cli.models_dir, verbose: cli.verbose });
+    let result = match cli.command {
+        Command::Models(c) => cmd::models::run(c),
+        Command::Inspect(a) => cmd::inspect::run(&a),
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `weft models list | head`: the reader left; not an error worth reporting.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -47,6 +47,9 @@ pub enum QuantError {
     /// The element count is not a whole number of blocks.
     #[error("{ggml_type}: {n} elements is not a multiple of the block size {block_size}")]
     NotBlockMultiple { ggml_type: GgmlType, n: usize, block_size: usize },
+    /// The byte size of `n` elements does not fit in memory.
+    #[error("{ggml_type}: {n} elements is too large a row")]
+    TooLarge { ggml_type: GgmlType, n: usize },
     /// A buffer's length does not match the element count.
     #[error("{ggml_type}: {what} has length {actual}, expected {expected}")]
     BufferSize { ggml_type: GgmlType, what: &'static str, expected: usize, actual: usize },
@@ -84,8 +87,8 @@ fn row_bytes(t: GgmlType, n: usize) -> Result<usize, QuantError> {
     if !n.is_multiple_of(block_size) {
         return Err(QuantError::NotBlockMultiple { ggml_type: t, n, block_size });
     }
-    // n / block_size * type_size <= n * 4 for every supported type: no overflow.
-    Ok(n / block_size * t.type_size())
+    // `n` comes from the caller in vec_dot, not from a slice length: it may be absurd.
+    (n / block_size).checked_mul(t.type_size()).ok_or(QuantError::TooLarge { ggml_type: t, n })
 }
 
 fn check_len(

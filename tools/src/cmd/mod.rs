@@ -1,7 +1,9 @@
-//! One file per command.
+//! One file per subcommand; each has an args struct (clap) and a `run`.
 
 pub mod bench;
 pub mod chat;
 pub mod common;
+pub mod inspect;
+pub mod models;
 pub mod perplexity;
 pub mod run;

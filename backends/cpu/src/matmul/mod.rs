@@ -165,7 +165,9 @@ pub(crate) struct Tile<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {
     /// AVX2 + FMA + F16C; `vnni` adds AVX-VNNI `vpdpbusd` on ymm.
-    Avx2 { vnni: bool },
+    Avx2 {
+        vnni: bool,
+    },
     Avx512,
 }
 
@@ -185,8 +187,7 @@ impl Cpu {
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
         let t = w.ggml_type;
-        let fmt = format::sub_format(t)
-            .ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
+        let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
         let row_bytes = t
             .row_size(w.cols as u64)
             .ok_or_else(|| shape_err(format!("cols {} is not a multiple of {t}'s block", w.cols)))?
@@ -202,10 +203,18 @@ impl Cpu {
             )));
         }
         if m.checked_mul(w.cols) != Some(x.len()) {
-            return Err(shape_err(format!("x has {} values, expected m {m} x cols {}", x.len(), w.cols)));
+            return Err(shape_err(format!(
+                "x has {} values, expected m {m} x cols {}",
+                x.len(),
+                w.cols
+            )));
         }
         if m.checked_mul(w.rows) != Some(y.len()) {
-            return Err(shape_err(format!("y has {} values, expected m {m} x rows {}", y.len(), w.rows)));
+            return Err(shape_err(format!(
+                "y has {} values, expected m {m} x rows {}",
+                y.len(),
+                w.rows
+            )));
         }
         if m == 0 || w.rows == 0 {
             return Ok(());
@@ -230,7 +239,8 @@ impl Cpu {
                     return Ok(());
                 }
                 let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
-                let (_, _, acts) = self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
+                let (_, _, acts) =
+                    self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
                 let work = &scratch.work;
                 if m == 1 {
                     self.gemv(simd, w, row_bytes, acts, y, work);
@@ -256,7 +266,8 @@ impl Cpu {
         scratch: &'s mut ActBufs,
     ) -> Result<(&'s [u8], usize, Acts<'s>), CpuError> {
         let act_t = fmt.act.ggml_type().expect("quantized weights have a dot type");
-        let blk_bytes = act_t.row_size(cols as u64).expect("cols checked against the weight's block") as usize;
+        let blk_bytes =
+            act_t.row_size(cols as u64).expect("cols checked against the weight's block") as usize;
         let words = grow(&mut scratch.blocks, (m * blk_bytes).div_ceil(4));
         let blocks = &mut bytemuck::cast_slice_mut::<u32, u8>(words)[..m * blk_bytes];
         let (_, n_pad) = format::n_sub(cols, fmt.bs);
@@ -267,7 +278,8 @@ impl Cpu {
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
         let quantize = |xr: &[f32], br: &mut [u8]| {
-            weft::quant::quantize_row(act_t, xr, br).map_err(|e| shape_err(format!("quantize activations: {e}")))
+            weft::quant::quantize_row(act_t, xr, br)
+                .map_err(|e| shape_err(format!("quantize activations: {e}")))
         };
         self.pool().install(|| match layout {
             Some(layout) => x
@@ -280,7 +292,10 @@ impl Cpu {
                     format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
                     Ok(())
                 }),
-            None => x.par_chunks(cols).zip(blocks.par_chunks_mut(blk_bytes)).try_for_each(|(xr, br)| quantize(xr, br)),
+            None => x
+                .par_chunks(cols)
+                .zip(blocks.par_chunks_mut(blk_bytes))
+                .try_for_each(|(xr, br)| quantize(xr, br)),
         })?;
         Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
     }
@@ -308,7 +323,8 @@ impl Cpu {
             });
             return Ok(());
         }
-        let (blocks, blk_bytes, _) = self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
+        let (blocks, blk_bytes, _) =
+            self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
         self.pool().install(|| {
             y.par_chunks_mut(rows).zip(blocks.par_chunks(blk_bytes)).try_for_each(|(yr, br)| {
                 for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
@@ -344,7 +360,9 @@ impl Cpu {
                     for r in 0..nr {
                         // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
                         // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
-                        unsafe { out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len) };
+                        unsafe {
+                            out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len)
+                        };
                     }
                     r0 += R;
                 }
@@ -354,7 +372,15 @@ impl Cpu {
 
     /// GEMV: output rows split over the pool; each output is one dot.
     #[cfg(target_arch = "x86_64")]
-    fn gemv(&self, simd: Simd, w: &WeightRef, row_bytes: usize, acts: Acts, y: &mut [f32], work: &[Mutex<Work>]) {
+    fn gemv(
+        &self,
+        simd: Simd,
+        w: &WeightRef,
+        row_bytes: usize,
+        acts: Acts,
+        y: &mut [f32],
+        work: &[Mutex<Work>],
+    ) {
         let (qs, d, s, corr) = acts.row(0);
         let a = avx2::ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
@@ -401,7 +427,13 @@ impl Cpu {
                 let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
                 for c in 0..nc {
                     let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
-                    format::unpack_row(w.ggml_type, row, &mut q[c * cols..][..cols], &mut d[c * n..][..n], &mut mm[c * n..][..n]);
+                    format::unpack_row(
+                        w.ggml_type,
+                        row,
+                        &mut q[c * cols..][..cols],
+                        &mut d[c * n..][..n],
+                        &mut mm[c * n..][..n],
+                    );
                 }
                 let tq = wk.tq.bytes(n_tiles * tile_q);
                 let td = grow(&mut wk.td, n_tiles * tile_meta);
@@ -436,7 +468,9 @@ impl Cpu {
                             // SAFETY: job j alone writes columns c0..c0+nc of each output row;
                             // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
                             // outlives the pool scope.
-                            unsafe { out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len) };
+                            unsafe {
+                                out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len)
+                            };
                         }
                     }
                     r0 += tr;
@@ -485,7 +519,16 @@ impl Simd {
         }
     }
 
-    fn gemv(self, t: GgmlType, cols: usize, w: &[u8], rb: usize, a: avx2::ActRow, y: &mut [f32], wk: &mut Work) {
+    fn gemv(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        rb: usize,
+        a: avx2::ActRow,
+        y: &mut [f32],
+        wk: &mut Work,
+    ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
@@ -496,12 +539,21 @@ impl Simd {
         }
     }
 
-    fn tile(self, fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, tile: &Tile, out: &mut [[f32; 4]; MAX_TILE_ROWS]) {
+    fn tile(
+        self,
+        fmt: SubFormat,
+        acts: &Acts,
+        r0: usize,
+        nr: usize,
+        tile: &Tile,
+        out: &mut [[f32; 4]; MAX_TILE_ROWS],
+    ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
                 Simd::Avx2 { vnni } => {
-                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] = (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
+                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] =
+                        (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
                     if vnni {
                         avx2::tile_avxvnni(fmt, acts, r0, nr, tile, o)
                     } else {
@@ -513,7 +565,16 @@ impl Simd {
         }
     }
 
-    fn float_rows(self, t: GgmlType, cols: usize, w: &[u8], x: &[f32], m: usize, y: &mut [f32], ys: usize) {
+    fn float_rows(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        ys: usize,
+    ) {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {

@@ -8,6 +8,7 @@
 
 mod attention;
 mod elementwise;
+mod get_rows;
 mod kv;
 mod norm;
 mod rope;
