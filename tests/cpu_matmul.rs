@@ -37,7 +37,10 @@ fn f16_bytes(v: f32) -> [u8; 2] {
 fn random_weights(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let rb = t.row_size(cols as u64).unwrap() as usize;
     let mut out = vec![0u8; rows * rb];
-    let kquant = matches!(t, GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K);
+    let kquant = matches!(
+        t,
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K
+    );
     if !kquant {
         let mut src = vec![0f32; cols];
         for row in out.chunks_exact_mut(rb) {
@@ -55,7 +58,8 @@ fn random_weights(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u
     }
     let bsz = t.type_size();
     for blk in out.chunks_exact_mut(bsz) {
-        let (d, dmin) = (f16_bytes(0.002 + 0.01 * rng.f().abs()), f16_bytes(0.001 + 0.01 * rng.f().abs()));
+        let (d, dmin) =
+            (f16_bytes(0.002 + 0.01 * rng.f().abs()), f16_bytes(0.001 + 0.01 * rng.f().abs()));
         match t {
             GgmlType::Q2_K => {
                 blk[80..82].copy_from_slice(&d);
@@ -76,7 +80,9 @@ fn random_weights(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u
 /// Column counts per type family: the default models' real widths (K-quants need 256 | cols).
 fn cols_for(t: GgmlType) -> [usize; 4] {
     match t {
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => [256, 1536, 4864, 768],
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            [256, 1536, 4864, 768]
+        }
         _ => [576, 896, 1536, 4864],
     }
 }
@@ -184,7 +190,8 @@ fn matmul_matches_reference_every_type_level_shape() {
         for &(rows, ci, m) in &SHAPES {
             let cols = cols_for(t)[ci];
             let c = make_case(t, rows, cols, m, &mut rng);
-            let (bound_exact, bound_ref) = if t.is_quantized() { (2e-3, 1e-9) } else { (1e-9, 1e-9) };
+            let (bound_exact, bound_ref) =
+                if t.is_quantized() { (2e-3, 1e-9) } else { (1e-9, 1e-9) };
             for (l, (one, two)) in levels.iter().zip(&cpus) {
                 let y1 = run(one, &c, &mut scratch);
                 let y2 = run(two, &c, &mut scratch);

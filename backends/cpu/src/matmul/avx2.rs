@@ -108,8 +108,8 @@ unsafe fn bit4_from_bits(qh: u32) -> __m256i {
     unsafe {
         let v = _mm256_set1_epi32(qh as i32);
         let spread = _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
-            3, 3, 3, 3,
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
         );
         let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
         let v = _mm256_and_si256(_mm256_shuffle_epi8(v, spread), bits);
@@ -137,80 +137,126 @@ unsafe fn load(p: *const i8) -> __m256i {
 // Fused GEMV dots: one weight row in native blocks times one activation row. Two float
 // accumulators (even and odd blocks) hide the FMA latency; the order is fixed.
 
-/// Q8_0 x Q8_0: |w| x sign(a, w) keeps `vpmaddubsw` exact and needs no offset.
+/// Q8_0 x Q8_0, block `i` added to `acc`: |w| x sign(a, w) keeps `vpmaddubsw` exact.
+#[inline(always)]
+unsafe fn step_q8_0<D: Dot>(w: *const u8, a: ActRow, i: usize, acc: __m256) -> __m256 {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * 34);
+        let q = load(b.add(2).cast());
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+    }
+}
+
+/// Q4_0 / Q5_0 x Q8_0, block `i`: unsigned codes, the offset enters as the integer `corr`.
+#[inline(always)]
+unsafe fn step_q4_0_q5_0<D: Dot, const Q5: bool>(
+    w: *const u8,
+    a: ActRow,
+    i: usize,
+    acc: __m256,
+) -> __m256 {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * if Q5 { 22 } else { 18 });
+        let q = if Q5 {
+            let qh = b.add(2).cast::<u32>().read_unaligned();
+            _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
+        } else {
+            nibbles(b.add(2))
+        };
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_castsi128_si256(_mm_cvtsi32_si128(*a.corr.get_unchecked(i))), q, x);
+        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+    }
+}
+
+/// Q4_1 / Q5_1 x Q8_1, block `i`: d * da * sum(q a) into `acc`, m * s into lane 1 of `macc`.
+#[inline(always)]
+unsafe fn step_q4_1_q5_1<D: Dot, const Q5: bool>(
+    w: *const u8,
+    a: ActRow,
+    i: usize,
+    (acc, macc): (__m256, __m128),
+) -> (__m256, __m128) {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * if Q5 { 24 } else { 20 });
+        let q = if Q5 {
+            let qh = b.add(4).cast::<u32>().read_unaligned();
+            _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
+        } else {
+            nibbles(b.add(4))
+        };
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_setzero_si256(), q, x);
+        let ds =
+            _mm_unpacklo_ps(_mm_load_ss(a.d.as_ptr().add(i)), _mm_load_ss(a.s.as_ptr().add(i)));
+        let prod = _mm_mul_ps(f16x2(b), ds); // [d * da, m * s]
+        (
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(prod), acc),
+            _mm_add_ps(macc, prod),
+        )
+    }
+}
+
+/// Two accumulation chains (even and odd blocks) hide the FMA latency; fixed order. Plain
+/// code, no closures: closures would not inherit the callers' target features.
+macro_rules! two_chains {
+    ($nb:expr, $zero:expr, $step:expr, ($($arg:expr),*), |$c0:ident, $c1:ident| $combine:expr) => {{
+        let (mut $c0, mut $c1) = ($zero, $zero);
+        let mut i = 0;
+        while i + 1 < $nb {
+            $c0 = $step($($arg,)* i, $c0);
+            $c1 = $step($($arg,)* i + 1, $c1);
+            i += 2;
+        }
+        if i < $nb {
+            $c0 = $step($($arg,)* i, $c0);
+        }
+        $combine
+    }};
+}
+
 #[inline(always)]
 unsafe fn dot_q8_0<D: Dot>(w: &[u8], a: ActRow) -> f32 {
     let nb = w.len() / 34;
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb);
-    // SAFETY: block i reads w[34i..34i+34] and a.qs[32i..32i+32], a.d[i], all asserted.
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * 34);
-            let q = load(b.add(2).cast());
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
-            let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        two_chains!(nb, _mm256_setzero_ps(), step_q8_0::<D>, (w.as_ptr(), a), |c0, c1| hsum(
+            _mm256_add_ps(c0, c1)
+        ))
     }
 }
 
-/// Q4_0 / Q5_0 x Q8_0: unsigned codes, the offset enters as the integer `corr`.
 #[inline(always)]
 unsafe fn dot_q4_0_q5_0<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
-    let bsz = if Q5 { 22 } else { 18 };
-    let nb = w.len() / bsz;
+    let nb = w.len() / if Q5 { 22 } else { 18 };
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb && a.corr.len() >= nb);
-    // SAFETY: block i reads w[bsz*i..bsz*(i+1)], a.qs[32i..32i+32], a.d[i], a.corr[i].
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * bsz);
-            let q = if Q5 {
-                let qh = b.add(2).cast::<u32>().read_unaligned();
-                _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
-            } else {
-                nibbles(b.add(2))
-            };
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_castsi128_si256(_mm_cvtsi32_si128(a.corr[i])), q, x);
-            let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        two_chains!(nb, _mm256_setzero_ps(), step_q4_0_q5_0::<D, Q5>, (w.as_ptr(), a), |c0, c1| {
+            hsum(_mm256_add_ps(c0, c1))
+        })
     }
 }
 
-/// Q4_1 / Q5_1 x Q8_1: d * da * sum(q a) + m * s per block.
 #[inline(always)]
 unsafe fn dot_q4_1_q5_1<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
-    let bsz = if Q5 { 24 } else { 20 };
-    let nb = w.len() / bsz;
+    let nb = w.len() / if Q5 { 24 } else { 20 };
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb && a.s.len() >= nb);
-    // SAFETY: block i reads w[bsz*i..bsz*(i+1)], a.qs[32i..32i+32], a.d[i], a.s[i].
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        // Lane 1 accumulates m * s.
-        let mut macc = [_mm_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * bsz);
-            let q = if Q5 {
-                let qh = b.add(4).cast::<u32>().read_unaligned();
-                _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
-            } else {
-                nibbles(b.add(4))
-            };
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_setzero_si256(), q, x);
-            let ds = _mm_unpacklo_ps(_mm_load_ss(a.d.as_ptr().add(i)), _mm_load_ss(a.s.as_ptr().add(i)));
-            let prod = _mm_mul_ps(f16x2(b), ds); // [d * da, m * s]
-            macc[i & 1] = _mm_add_ps(macc[i & 1], prod);
-            acc[i & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(prod), acc[i & 1]);
-        }
-        let m = _mm_add_ps(macc[0], macc[1]);
-        hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1))
+        let zero = (_mm256_setzero_ps(), _mm_setzero_ps());
+        two_chains!(nb, zero, step_q4_1_q5_1::<D, Q5>, (w.as_ptr(), a), |c0, c1| {
+            let m = _mm_add_ps(c0.1, c1.1);
+            hsum(_mm256_add_ps(c0.0, c1.0)) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1))
+        })
     }
 }
 
@@ -242,15 +288,22 @@ unsafe fn dot_q4_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
                 let q_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
                 let p0 = _mm256_maddubs_epi16(q_lo, load(x.add(64 * j)));
                 let p1 = _mm256_maddubs_epi16(q_hi, load(x.add(64 * j + 32)));
-                let sc0 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(0x0100 + 0x0202 * (2 * j as i16)));
-                let sc1 = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(0x0100 + 0x0202 * (2 * j as i16 + 1)));
+                let sc0 = _mm256_shuffle_epi8(
+                    scales,
+                    _mm256_set1_epi16(0x0100 + 0x0202 * (2 * j as i16)),
+                );
+                let sc1 = _mm256_shuffle_epi8(
+                    scales,
+                    _mm256_set1_epi16(0x0100 + 0x0202 * (2 * j as i16 + 1)),
+                );
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, sc0));
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, sc1));
             }
             let dd = f16x2(b); // [d, dmin]
             let scale = _mm_mul_ss(dd, _mm_load_ss(a.d.as_ptr().add(i * 8)));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(scale), acc);
-            let mins = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, m2 as i32, m1 as i32)));
+            let mins =
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_set_epi32(0, 0, m2 as i32, m1 as i32)));
             let dmin = _mm256_broadcastss_ps(_mm_shuffle_ps(dd, dd, 1));
             let ms = _mm256_mul_ps(mins, _mm256_loadu_ps(a.s.as_ptr().add(i * 8)));
             macc = _mm256_fnmadd_ps(ms, dmin, macc);
@@ -278,9 +331,18 @@ unsafe fn dot_q6_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
                 let l1 = load(ql.add(64 * n + 32).cast());
                 let h = load(qh.add(32 * n).cast());
                 let q = [
-                    _mm256_or_si256(_mm256_and_si256(l0, lo4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4)),
-                    _mm256_or_si256(_mm256_and_si256(l1, lo4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(12)), 2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), lo4), _mm256_and_si256(h, _mm256_set1_epi8(0x30))),
+                    _mm256_or_si256(
+                        _mm256_and_si256(l0, lo4),
+                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(3)), 4),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(l1, lo4),
+                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(12)), 2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(l0, 4), lo4),
+                        _mm256_and_si256(h, _mm256_set1_epi8(0x30)),
+                    ),
                     _mm256_or_si256(
                         _mm256_and_si256(_mm256_srli_epi16(l1, 4), lo4),
                         _mm256_and_si256(_mm256_srli_epi16(h, 2), _mm256_set1_epi8(0x30)),
@@ -291,9 +353,15 @@ unsafe fn dot_q6_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
                 let scales = _mm256_broadcastsi128_si256(scales);
                 for (k, &qk) in q.iter().enumerate() {
                     let p = _mm256_maddubs_epi16(qk, load(x.add(128 * n + 32 * k)));
-                    let (w0, w1) = (0x0202 * (2 * k as i16) + 0x0100, 0x0202 * (2 * k as i16 + 1) + 0x0100);
-                    let ctl = _mm256_setr_epi16(w0, w0, w0, w0, w0, w0, w0, w0, w1, w1, w1, w1, w1, w1, w1, w1);
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, ctl)));
+                    let (w0, w1) =
+                        (0x0202 * (2 * k as i16) + 0x0100, 0x0202 * (2 * k as i16 + 1) + 0x0100);
+                    let ctl = _mm256_setr_epi16(
+                        w0, w0, w0, w0, w0, w0, w0, w0, w1, w1, w1, w1, w1, w1, w1, w1,
+                    );
+                    isum = _mm256_add_epi32(
+                        isum,
+                        _mm256_madd_epi16(p, _mm256_shuffle_epi8(scales, ctl)),
+                    );
                 }
             }
             // Offset: sum_j sc_j * corr_j with corr_j = -32 * sum(a in sub-block j).
@@ -301,7 +369,10 @@ unsafe fn dot_q6_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
             let sc_lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64(scp.cast()));
             let sc_hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(scp.add(8).cast()));
             isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sc_lo, _mm256_loadu_si256(c.cast())));
-            isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(sc_hi, _mm256_loadu_si256(c.add(8).cast())));
+            isum = _mm256_add_epi32(
+                isum,
+                _mm256_mullo_epi32(sc_hi, _mm256_loadu_si256(c.add(8).cast())),
+            );
             let scale = _mm_mul_ss(f16x1(b.add(208)), _mm_load_ss(a.d.as_ptr().add(i * 16)));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(scale), acc);
         }
@@ -330,7 +401,8 @@ unsafe fn dot_unpacked<D: Dot>(fmt: SubFormat, q: &[u8], dw: &[f32], mw: &[f32],
             } else {
                 _mm256_setr_epi32(a.corr[j], 0, 0, 0, a.corr[j + 1], 0, 0, 0)
             };
-            let p = D::dot(init, load(q.as_ptr().add(j * bs).cast()), load(a.qs.as_ptr().add(j * bs)));
+            let p =
+                D::dot(init, load(q.as_ptr().add(j * bs).cast()), load(a.qs.as_ptr().add(j * bs)));
             let sc = if bs == 32 {
                 _mm256_set1_ps(dw[j] * a.d[j])
             } else {
@@ -405,7 +477,10 @@ unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
     let ng = acts.meta_stride / GROUP;
     assert!(R <= TILE_ROWS && bs == fmt.bs);
     assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(acts.d.len() >= (r0 + R) * acts.meta_stride && acts.corr.len() >= (r0 + R) * acts.meta_stride);
+    assert!(
+        acts.d.len() >= (r0 + R) * acts.meta_stride
+            && acts.corr.len() >= (r0 + R) * acts.meta_stride
+    );
     assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
     assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
     assert!(!fmt.has_min || tile.m.len() >= ng * 16);
@@ -435,12 +510,16 @@ unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
                         let ws = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
                         let wa = _mm256_sign_epi8(ws, ws);
                         for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(aq(r).add(g * GROUP * bs + t * 16).cast()));
+                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                aq(r).add(g * GROUP * bs + t * 16).cast(),
+                            ));
                             iacc[r] = D::dot(iacc[r], wa, _mm256_sign_epi8(x, ws));
                         }
                     } else {
                         for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(aq(r).add(g * GROUP * bs + t * 16).cast()));
+                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                                aq(r).add(g * GROUP * bs + t * 16).cast(),
+                            ));
                             iacc[r] = D::dot(iacc[r], w, x);
                         }
                     }
@@ -448,7 +527,11 @@ unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
                 let dw = _mm256_loadu_ps(tile.d.as_ptr().add(g * 16 + 8 * h));
                 for r in 0..R {
                     let da = bcast4(acts.d.as_ptr().add(am(r) + g * GROUP));
-                    facc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r]), _mm256_mul_ps(dw, da), facc[r]);
+                    facc[r] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(iacc[r]),
+                        _mm256_mul_ps(dw, da),
+                        facc[r],
+                    );
                 }
                 if fmt.has_min {
                     let mw = _mm256_loadu_ps(tile.m.as_ptr().add(g * 16 + 8 * h));
@@ -523,7 +606,9 @@ unsafe fn load_w8(t: GgmlType, row: *const u8, k: usize) -> __m256 {
 #[inline(always)]
 pub(super) fn load_w1(t: GgmlType, row: &[u8], k: usize) -> f32 {
     match t {
-        GgmlType::F32 => f32::from_le_bytes([row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3]]),
+        GgmlType::F32 => {
+            f32::from_le_bytes([row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3]])
+        }
         GgmlType::F16 => half::f16::from_le_bytes([row[2 * k], row[2 * k + 1]]).to_f32(),
         _ => half::bf16::from_le_bytes([row[2 * k], row[2 * k + 1]]).to_f32(),
     }
@@ -581,25 +666,55 @@ unsafe fn float_tile<const R: usize, const C: usize>(
 // `Cpu`'s level, which was verified supported when the `Cpu` was built).
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn gemv_avx2(t: GgmlType, cols: usize, w: &[u8], rb: usize, a: ActRow, y: &mut [f32], work: &mut Work) {
+pub(super) fn gemv_avx2(
+    t: GgmlType,
+    cols: usize,
+    w: &[u8],
+    rb: usize,
+    a: ActRow,
+    y: &mut [f32],
+    work: &mut Work,
+) {
     // SAFETY: this function's features are the ones the kernels need.
     unsafe { gemv_rows::<Maddubs>(t, cols, w, rb, a, y, work) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn gemv_avxvnni(t: GgmlType, cols: usize, w: &[u8], rb: usize, a: ActRow, y: &mut [f32], work: &mut Work) {
+pub(super) fn gemv_avxvnni(
+    t: GgmlType,
+    cols: usize,
+    w: &[u8],
+    rb: usize,
+    a: ActRow,
+    y: &mut [f32],
+    work: &mut Work,
+) {
     // SAFETY: this function's features are the ones the kernels need.
     unsafe { gemv_rows::<AvxVnni>(t, cols, w, rb, a, y, work) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn tile_avx2(fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, tile: &Tile, out: &mut [[f32; 4]; TILE_ROWS]) {
+pub(super) fn tile_avx2(
+    fmt: SubFormat,
+    acts: &Acts,
+    r0: usize,
+    nr: usize,
+    tile: &Tile,
+    out: &mut [[f32; 4]; TILE_ROWS],
+) {
     // SAFETY: this function's features are the ones the kernel needs.
     unsafe { tile_rows::<Maddubs>(fmt, acts, r0, nr, tile, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn tile_avxvnni(fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, tile: &Tile, out: &mut [[f32; 4]; TILE_ROWS]) {
+pub(super) fn tile_avxvnni(
+    fmt: SubFormat,
+    acts: &Acts,
+    r0: usize,
+    nr: usize,
+    tile: &Tile,
+    out: &mut [[f32; 4]; TILE_ROWS],
+) {
     // SAFETY: this function's features are the ones the kernel needs.
     unsafe { tile_rows::<AvxVnni>(fmt, acts, r0, nr, tile, out) }
 }
@@ -607,7 +722,15 @@ pub(super) fn tile_avxvnni(fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, ti
 /// Float matmul block: outputs `y[r][c]` (f32 [m, y_stride]) for activation rows
 /// `x` (f32 [m, cols]) and the weight rows in `w` (whole rows), 2 x 4 at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn float_rows_avx2(t: GgmlType, cols: usize, w: &[u8], x: &[f32], m: usize, y: &mut [f32], y_stride: usize) {
+pub(super) fn float_rows_avx2(
+    t: GgmlType,
+    cols: usize,
+    w: &[u8],
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    y_stride: usize,
+) {
     // SAFETY: this function's features are the ones the kernel needs.
     unsafe { float_rows::<2, 4>(t, cols, w, x, m, y, y_stride) }
 }
@@ -634,7 +757,8 @@ pub(super) unsafe fn float_rows<const R: usize, const C: usize>(
             let mut r0 = 0;
             while r0 < m {
                 let nr = R.min(m - r0);
-                let xr: [&[f32]; R] = std::array::from_fn(|r| &x[(r0 + r.min(nr - 1)) * cols..][..cols]);
+                let xr: [&[f32]; R] =
+                    std::array::from_fn(|r| &x[(r0 + r.min(nr - 1)) * cols..][..cols]);
                 let mut out = [[0.0f32; C]; R];
                 if nr == R {
                     float_tile::<R, C>(t, cols, &wr, &xr, &mut out);

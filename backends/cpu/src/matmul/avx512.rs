@@ -55,7 +55,10 @@ unsafe fn tile_kernel<const R: usize, const CH: usize>(
     let ng = acts.meta_stride / GROUP;
     assert!(R <= TILE_ROWS && bs == fmt.bs);
     assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(acts.d.len() >= (r0 + R) * acts.meta_stride && acts.corr.len() >= (r0 + R) * acts.meta_stride);
+    assert!(
+        acts.d.len() >= (r0 + R) * acts.meta_stride
+            && acts.corr.len() >= (r0 + R) * acts.meta_stride
+    );
     assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
     assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
     assert!(!fmt.has_min || tile.m.len() >= ng * 16);
@@ -83,12 +86,17 @@ unsafe fn tile_kernel<const R: usize, const CH: usize>(
             let dw = _mm512_loadu_ps(tile.d.as_ptr().add(g * 16));
             for r in 0..R {
                 let da = bcast_f(acts.d.as_ptr().add(am(r) + g * GROUP));
-                facc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r]), _mm512_mul_ps(dw, da), facc[r]);
+                facc[r] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r]), _mm512_mul_ps(dw, da), facc[r]);
             }
             if fmt.has_min {
                 let mw = _mm512_loadu_ps(tile.m.as_ptr().add(g * 16));
                 for r in 0..R {
-                    facc[r] = _mm512_fmadd_ps(mw, bcast_f(acts.s.as_ptr().add(am(r) + g * GROUP)), facc[r]);
+                    facc[r] = _mm512_fmadd_ps(
+                        mw,
+                        bcast_f(acts.s.as_ptr().add(am(r) + g * GROUP)),
+                        facc[r],
+                    );
                 }
             }
         }
@@ -110,13 +118,28 @@ unsafe fn tile_kernel<const R: usize, const CH: usize>(
 // level, verified supported when the `Cpu` was built).
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub(super) fn gemv_avx512(t: GgmlType, cols: usize, w: &[u8], rb: usize, a: ActRow, y: &mut [f32], work: &mut Work) {
+pub(super) fn gemv_avx512(
+    t: GgmlType,
+    cols: usize,
+    w: &[u8],
+    rb: usize,
+    a: ActRow,
+    y: &mut [f32],
+    work: &mut Work,
+) {
     // SAFETY: this function's features are the ones the kernels need.
     unsafe { avx2::gemv_rows::<Avx512Vnni>(t, cols, w, rb, a, y, work) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub(super) fn tile_avx512(fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, tile: &Tile, out: &mut [[f32; 4]; TILE_ROWS]) {
+pub(super) fn tile_avx512(
+    fmt: SubFormat,
+    acts: &Acts,
+    r0: usize,
+    nr: usize,
+    tile: &Tile,
+    out: &mut [[f32; 4]; TILE_ROWS],
+) {
     macro_rules! go {
         ($ch:literal) => {
             match nr {
@@ -143,7 +166,15 @@ pub(super) fn tile_avx512(fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, til
 
 /// Float weights: the AVX2 float tiles, 4 x 4 (AVX-512VL gives the 16 accumulators room).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub(super) fn float_rows_avx512(t: GgmlType, cols: usize, w: &[u8], x: &[f32], m: usize, y: &mut [f32], y_stride: usize) {
+pub(super) fn float_rows_avx512(
+    t: GgmlType,
+    cols: usize,
+    w: &[u8],
+    x: &[f32],
+    m: usize,
+    y: &mut [f32],
+    y_stride: usize,
+) {
     // SAFETY: this function's features are the ones the kernel needs.
     unsafe { avx2::float_rows::<4, 4>(t, cols, w, x, m, y, y_stride) }
 }

@@ -165,7 +165,9 @@ pub(crate) struct Tile<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {
     /// AVX2 + FMA + F16C; `vnni` adds AVX-VNNI `vpdpbusd` on ymm.
-    Avx2 { vnni: bool },
+    Avx2 {
+        vnni: bool,
+    },
     Avx512,
 }
 
@@ -185,8 +187,7 @@ impl Cpu {
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
         let t = w.ggml_type;
-        let fmt = format::sub_format(t)
-            .ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
+        let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
         let row_bytes = t
             .row_size(w.cols as u64)
             .ok_or_else(|| shape_err(format!("cols {} is not a multiple of {t}'s block", w.cols)))?
@@ -202,10 +203,18 @@ impl Cpu {
             )));
         }
         if m.checked_mul(w.cols) != Some(x.len()) {
-            return Err(shape_err(format!("x has {} values, expected m {m} x cols {}", x.len(), w.cols)));
+            return Err(shape_err(format!(
+                "x has {} values, expected m {m} x cols {}",
+                x.len(),
+                w.cols
+            )));
         }
         if m.checked_mul(w.rows) != Some(y.len()) {
-            return Err(shape_err(format!("y has {} values, expected m {m} x rows {}", y.len(), w.rows)));
+            return Err(shape_err(format!(
+                "y has {} values, expected m {m} x rows {}",
+                y.len(),
+                w.rows
+            )));
         }
         if m == 0 || w.rows == 0 {
             return Ok(());
@@ -230,7 +239,8 @@ impl Cpu {
                     return Ok(());
                 }
                 let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
-                let (_, _, acts) = self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
+                let (_, _, acts) =
+                    self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
                 let work = &scratch.work;
                 if m == 1 {
                     self.gemv(simd, w, row_bytes, acts, y, work);
@@ -256,7 +266,8 @@ impl Cpu {
         scratch: &'s mut ActBufs,
     ) -> Result<(&'s [u8], usize, Acts<'s>), CpuError> {
         let act_t = fmt.act.ggml_type().expect("quantized weights have a dot type");
-        let blk_bytes = act_t.row_size(cols as u64).expect("cols checked against the weight's block") as usize;
+        let blk_bytes =
+            act_t.row_size(cols as u64).expect("cols checked against the weight's block") as usize;
         let words = grow(&mut scratch.blocks, (m * blk_bytes).div_ceil(4));
         let blocks = &mut bytemuck::cast_slice_mut::<u32, u8>(words)[..m * blk_bytes];
         let (_, n_pad) = format::n_sub(cols, fmt.bs);
@@ -267,21 +278,47 @@ impl Cpu {
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
         let quantize = |xr: &[f32], br: &mut [u8]| {
-            weft::quant::quantize_row(act_t, xr, br).map_err(|e| shape_err(format!("quantize activations: {e}")))
+            weft::quant::quantize_row(act_t, xr, br)
+                .map_err(|e| shape_err(format!("quantize activations: {e}")))
         };
-        self.pool().install(|| match layout {
-            Some(layout) => x
-                .par_chunks(cols)
-                .zip(blocks.par_chunks_mut(blk_bytes))
-                .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
-                .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
-                .try_for_each(|(((xr, br), (qr, dr)), (sr, cr))| {
-                    quantize(xr, br)?;
-                    format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
-                    Ok(())
-                }),
-            None => x.par_chunks(cols).zip(blocks.par_chunks_mut(blk_bytes)).try_for_each(|(xr, br)| quantize(xr, br)),
-        })?;
+        let derive = |(((xr, br), (qr, dr)), (sr, cr)): ActRowMut| {
+            quantize(xr, br)?;
+            if let Some(layout) = layout {
+                format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
+            }
+            Ok::<(), CpuError>(())
+        };
+        // Chunk sizes of 1 for the absent derived buffers keep the zips as long as `x`.
+        let (qc, mc) = if layout.is_some() { (q_stride, meta_stride) } else { (1, 1) };
+        if m == 1 || self.threads() == 1 {
+            x.chunks(cols)
+                .zip(blocks.chunks_mut(blk_bytes))
+                .zip(
+                    qs.chunks_mut(qc)
+                        .chain(std::iter::repeat_with(|| &mut [][..]))
+                        .zip(d.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
+                )
+                .zip(
+                    s.chunks_mut(mc)
+                        .chain(std::iter::repeat_with(|| &mut [][..]))
+                        .zip(corr.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
+                )
+                .try_for_each(derive)?;
+        } else if layout.is_some() {
+            self.pool().install(|| {
+                x.par_chunks(cols)
+                    .zip(blocks.par_chunks_mut(blk_bytes))
+                    .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
+                    .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
+                    .try_for_each(derive)
+            })?;
+        } else {
+            self.pool().install(|| {
+                x.par_chunks(cols)
+                    .zip(blocks.par_chunks_mut(blk_bytes))
+                    .try_for_each(|(xr, br)| quantize(xr, br))
+            })?;
+        }
         Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
     }
 
@@ -299,25 +336,48 @@ impl Cpu {
         let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
         let row_bytes = w.data.len() / rows;
         if fmt.act == ActKind::F32 {
-            self.pool().install(|| {
-                y.par_chunks_mut(rows).zip(x.par_chunks(cols)).for_each(|(yr, xr)| {
-                    for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                        *o = scalar::dot_float(t, wr, xr);
-                    }
-                })
-            });
-            return Ok(());
-        }
-        let (blocks, blk_bytes, _) = self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
-        self.pool().install(|| {
-            y.par_chunks_mut(rows).zip(blocks.par_chunks(blk_bytes)).try_for_each(|(yr, br)| {
+            return self.for_chunks(y, rows, |i, yr| {
+                let xr = &x[i * cols..(i + 1) * cols];
                 for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                    *o = weft::quant::vec_dot(t, cols, wr, br)
-                        .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
+                    *o = scalar::dot_float(t, wr, xr);
                 }
                 Ok(())
-            })
+            });
+        }
+        let (blocks, blk_bytes, _) =
+            self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
+        self.for_chunks(y, rows, |i, yr| {
+            let br = &blocks[i * blk_bytes..(i + 1) * blk_bytes];
+            for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
+                *o = weft::quant::vec_dot(t, cols, wr, br)
+                    .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
+            }
+            Ok(())
         })
+    }
+
+    /// Run `f(i, chunk i of y)` for every `chunk`-sized piece of `y`: on the calling thread
+    /// when the `Cpu` has one thread (no pool wake-up per call), else over the pool.
+    fn for_chunks<F>(&self, y: &mut [f32], chunk: usize, f: F) -> Result<(), CpuError>
+    where
+        F: Fn(usize, &mut [f32]) -> Result<(), CpuError> + Sync + Send,
+    {
+        if self.threads() == 1 || y.len() <= chunk {
+            y.chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c))
+        } else {
+            self.pool()
+                .install(|| y.par_chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c)))
+        }
+    }
+
+    /// Run `f(j)` for j in 0..n, like [`Self::for_chunks`].
+    #[cfg(target_arch = "x86_64")]
+    fn for_jobs<F: Fn(usize) + Sync + Send>(&self, n: usize, f: F) {
+        if self.threads() == 1 || n == 1 {
+            (0..n).for_each(f)
+        } else {
+            self.pool().install(|| (0..n).into_par_iter().for_each(f))
+        }
     }
 
     /// Float weights on a SIMD level: f32 activations, weight-row jobs split over the pool
@@ -329,42 +389,47 @@ impl Cpu {
         let row_bytes = w.data.len() / rows;
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
-        self.pool().install(|| {
-            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
-                let c0 = j * GEMM_JOB_ROWS;
-                let nc = GEMM_JOB_ROWS.min(rows - c0);
-                let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
-                // f32 [R, nc]: this job's outputs for R activation rows.
-                let mut tmp = [0.0f32; R * GEMM_JOB_ROWS];
-                let mut r0 = 0;
-                while r0 < m {
-                    let nr = R.min(m - r0);
-                    let xr = &x[r0 * cols..(r0 + nr) * cols];
-                    simd.float_rows(t, cols, wj, xr, nr, &mut tmp[..nr * nc], nc);
-                    for r in 0..nr {
-                        // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
-                        // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
-                        unsafe { out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len) };
-                    }
-                    r0 += R;
+        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+            let c0 = j * GEMM_JOB_ROWS;
+            let nc = GEMM_JOB_ROWS.min(rows - c0);
+            let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
+            // f32 [R, nc]: this job's outputs for R activation rows.
+            let mut tmp = [0.0f32; R * GEMM_JOB_ROWS];
+            let mut r0 = 0;
+            while r0 < m {
+                let nr = R.min(m - r0);
+                let xr = &x[r0 * cols..(r0 + nr) * cols];
+                simd.float_rows(t, cols, wj, xr, nr, &mut tmp[..nr * nc], nc);
+                for r in 0..nr {
+                    // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
+                    // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
+                    unsafe { out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len) };
                 }
-            })
+                r0 += R;
+            }
         });
     }
 
     /// GEMV: output rows split over the pool; each output is one dot.
     #[cfg(target_arch = "x86_64")]
-    fn gemv(&self, simd: Simd, w: &WeightRef, row_bytes: usize, acts: Acts, y: &mut [f32], work: &[Mutex<Work>]) {
+    fn gemv(
+        &self,
+        simd: Simd,
+        w: &WeightRef,
+        row_bytes: usize,
+        acts: Acts,
+        y: &mut [f32],
+        work: &[Mutex<Work>],
+    ) {
         let (qs, d, s, corr) = acts.row(0);
         let a = avx2::ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
-        self.pool().install(|| {
-            y.par_chunks_mut(chunk).enumerate().for_each(|(i, yc)| {
-                let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
-                let mut wk = lock_work(work);
-                simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
-            })
+        let _ = self.for_chunks(y, chunk, |i, yc| {
+            let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
+            let mut wk = lock_work(work);
+            simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
+            Ok(())
         });
     }
 
@@ -389,62 +454,70 @@ impl Cpu {
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
         let tr = simd.tile_rows();
-        self.pool().install(|| {
-            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
-                let c0 = j * GEMM_JOB_ROWS;
-                let nc = GEMM_JOB_ROWS.min(rows - c0);
-                let n_tiles = nc.div_ceil(4);
-                let mut wk = lock_work(work);
-                let wk = &mut *wk;
-                let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
-                let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
-                let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
-                for c in 0..nc {
-                    let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
-                    format::unpack_row(w.ggml_type, row, &mut q[c * cols..][..cols], &mut d[c * n..][..n], &mut mm[c * n..][..n]);
-                }
-                let tq = wk.tq.bytes(n_tiles * tile_q);
-                let td = grow(&mut wk.td, n_tiles * tile_meta);
-                let tm = grow(&mut wk.tm, n_tiles * tile_meta);
+        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+            let c0 = j * GEMM_JOB_ROWS;
+            let nc = GEMM_JOB_ROWS.min(rows - c0);
+            let n_tiles = nc.div_ceil(4);
+            let mut wk = lock_work(work);
+            let wk = &mut *wk;
+            let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
+            let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
+            let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
+            for c in 0..nc {
+                let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
+                format::unpack_row(
+                    w.ggml_type,
+                    row,
+                    &mut q[c * cols..][..cols],
+                    &mut d[c * n..][..n],
+                    &mut mm[c * n..][..n],
+                );
+            }
+            let tq = wk.tq.bytes(n_tiles * tile_q);
+            let td = grow(&mut wk.td, n_tiles * tile_meta);
+            let tm = grow(&mut wk.tm, n_tiles * tile_meta);
+            for i in 0..n_tiles {
+                let live = 4.min(nc - 4 * i);
+                format::interleave_tile(
+                    fmt,
+                    cols,
+                    live,
+                    &q[4 * i * cols..][..live * cols],
+                    &d[4 * i * n..][..live * n],
+                    &mm[4 * i * n..][..live * n],
+                    &mut tq[i * tile_q..][..tile_q],
+                    &mut td[i * tile_meta..][..tile_meta],
+                    &mut tm[i * tile_meta..][..tile_meta],
+                );
+            }
+            let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
+            let mut r0 = 0;
+            while r0 < m {
+                let nr = tr.min(m - r0);
                 for i in 0..n_tiles {
+                    let tile = Tile {
+                        q: &tq[i * tile_q..][..tile_q],
+                        d: &td[i * tile_meta..][..tile_meta],
+                        m: &tm[i * tile_meta..][..tile_meta],
+                    };
+                    simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
                     let live = 4.min(nc - 4 * i);
-                    format::interleave_tile(
-                        fmt,
-                        cols,
-                        live,
-                        &q[4 * i * cols..][..live * cols],
-                        &d[4 * i * n..][..live * n],
-                        &mm[4 * i * n..][..live * n],
-                        &mut tq[i * tile_q..][..tile_q],
-                        &mut td[i * tile_meta..][..tile_meta],
-                        &mut tm[i * tile_meta..][..tile_meta],
-                    );
-                }
-                let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
-                let mut r0 = 0;
-                while r0 < m {
-                    let nr = tr.min(m - r0);
-                    for i in 0..n_tiles {
-                        let tile = Tile {
-                            q: &tq[i * tile_q..][..tile_q],
-                            d: &td[i * tile_meta..][..tile_meta],
-                            m: &tm[i * tile_meta..][..tile_meta],
-                        };
-                        simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
-                        let live = 4.min(nc - 4 * i);
-                        for r in 0..nr {
-                            // SAFETY: job j alone writes columns c0..c0+nc of each output row;
-                            // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
-                            // outlives the pool scope.
-                            unsafe { out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len) };
-                        }
+                    for r in 0..nr {
+                        // SAFETY: job j alone writes columns c0..c0+nc of each output row;
+                        // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
+                        // outlives the pool scope.
+                        unsafe { out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len) };
                     }
-                    r0 += tr;
                 }
-            })
+                r0 += tr;
+            }
         });
     }
 }
+
+/// One activation row's slices while quantizing: ((x, blocks), (codes, d)), (s, corr).
+type ActRowMut<'a> =
+    (((&'a [f32], &'a mut [u8]), (&'a mut [i8], &'a mut [f32])), (&'a mut [f32], &'a mut [i32]));
 
 /// The most activation rows any level's GEMM microkernel takes per call.
 const MAX_TILE_ROWS: usize = 8;
@@ -485,7 +558,16 @@ impl Simd {
         }
     }
 
-    fn gemv(self, t: GgmlType, cols: usize, w: &[u8], rb: usize, a: avx2::ActRow, y: &mut [f32], wk: &mut Work) {
+    fn gemv(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        rb: usize,
+        a: avx2::ActRow,
+        y: &mut [f32],
+        wk: &mut Work,
+    ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
@@ -496,12 +578,21 @@ impl Simd {
         }
     }
 
-    fn tile(self, fmt: SubFormat, acts: &Acts, r0: usize, nr: usize, tile: &Tile, out: &mut [[f32; 4]; MAX_TILE_ROWS]) {
+    fn tile(
+        self,
+        fmt: SubFormat,
+        acts: &Acts,
+        r0: usize,
+        nr: usize,
+        tile: &Tile,
+        out: &mut [[f32; 4]; MAX_TILE_ROWS],
+    ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
                 Simd::Avx2 { vnni } => {
-                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] = (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
+                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] =
+                        (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
                     if vnni {
                         avx2::tile_avxvnni(fmt, acts, r0, nr, tile, o)
                     } else {
@@ -513,7 +604,16 @@ impl Simd {
         }
     }
 
-    fn float_rows(self, t: GgmlType, cols: usize, w: &[u8], x: &[f32], m: usize, y: &mut [f32], ys: usize) {
+    fn float_rows(
+        self,
+        t: GgmlType,
+        cols: usize,
+        w: &[u8],
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        ys: usize,
+    ) {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {
