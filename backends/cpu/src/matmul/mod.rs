@@ -21,6 +21,8 @@ mod avx2;
 mod avx512;
 
 use crate::context::{Cpu, CpuError};
+#[cfg(all(test, target_arch = "x86_64"))]
+use crate::dispatch::CpuExtras;
 use crate::dispatch::CpuLevel;
 use format::{ActKind, Layout, SubFormat};
 use rayon::prelude::*;
@@ -160,6 +162,12 @@ pub(crate) struct Tile<'a> {
     pub m: &'a [f32],
 }
 
+/// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
+#[cfg(target_arch = "x86_64")]
+type Forced = Option<Simd>;
+#[cfg(not(target_arch = "x86_64"))]
+type Forced = Option<std::convert::Infallible>;
+
 /// The SIMD kernel family a `Cpu` runs.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +193,20 @@ impl Cpu {
         m: usize,
         y: &mut [f32],
         scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
+        self.matmul_forced(w, x, m, y, scratch, None)
+    }
+
+    /// [`Self::matmul`] with the SIMD kernel family optionally forced (unit tests reach the
+    /// plain-AVX2 kernels on machines that also have AVX-VNNI).
+    fn matmul_forced(
+        &self,
+        w: &WeightRef,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        scratch: &mut MatmulScratch,
+        forced: Forced,
     ) -> Result<(), CpuError> {
         let t = w.ggml_type;
         let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
@@ -228,11 +250,11 @@ impl Cpu {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let simd = match self.level() {
+            let simd = forced.or(match self.level() {
                 CpuLevel::Avx2 => Some(Simd::Avx2 { vnni: self.extras().avx_vnni }),
                 CpuLevel::Avx512 => Some(Simd::Avx512),
                 CpuLevel::Scalar | CpuLevel::Neon => None,
-            };
+            });
             if let Some(simd) = simd {
                 if fmt.act == ActKind::F32 {
                     self.matmul_float(simd, w, x, m, y);
@@ -250,6 +272,8 @@ impl Cpu {
                 return Ok(());
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = forced;
         self.matmul_scalar(w, fmt, x, m, y, scratch)
     }
 
@@ -619,6 +643,111 @@ impl Simd {
             match self {
                 Simd::Avx2 { .. } => avx2::float_rows_avx2(t, cols, w, x, m, y, ys),
                 Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::context::CpuConfig;
+
+    /// Random valid weights: 32-wide and float types through the reference quantizer,
+    /// K-quants as random bytes with small finite f16 scales.
+    fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let rb = t.row_size(cols as u64).unwrap() as usize;
+        let mut w: Vec<u8> = (0..rows * rb).map(|_| next() as u8).collect();
+        let scale_at: &[usize] = match t {
+            GgmlType::Q2_K => &[80, 82],
+            GgmlType::Q3_K => &[108],
+            GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+            GgmlType::Q6_K => &[208],
+            _ => {
+                let src: Vec<f32> =
+                    (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
+                for row in w.chunks_exact_mut(rb) {
+                    weft::quant::quantize_row(t, &src, row).unwrap();
+                }
+                return w;
+            }
+        };
+        for blk in w.chunks_exact_mut(t.type_size()) {
+            for &o in scale_at {
+                blk[o..o + 2].copy_from_slice(&half::f16::from_f32(0.004).to_le_bytes());
+            }
+        }
+        w
+    }
+
+    /// Every SIMD kernel family this machine has, including plain AVX2 (vpmaddubsw) where
+    /// the CPU also has AVX-VNNI, against the scalar level; and all SIMD families agree bit
+    /// for bit (same integer sums, same f32 operation order by construction).
+    #[test]
+    fn every_simd_family_matches_scalar_and_each_other() {
+        let mut families = Vec::new();
+        if CpuLevel::Avx2.is_supported() {
+            families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: false }));
+            if CpuExtras::detect().avx_vnni {
+                families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: true }));
+            }
+        }
+        if CpuLevel::Avx512.is_supported() {
+            families.push((CpuLevel::Avx512, Simd::Avx512));
+        }
+        let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
+        let mut scratch = MatmulScratch::new();
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let types = [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_1,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+        ];
+        for t in types {
+            let (rows, cols) = if t.block_size() == 256 { (37, 768) } else { (37, 576) };
+            let w = weights(t, rows, cols, &mut seed);
+            let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
+            for m in [1, 6] {
+                let x: Vec<f32> =
+                    (0..m * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                let mut want = vec![0f32; m * rows];
+                scalar.matmul(&wr, &x, m, &mut want, &mut scratch).unwrap();
+                let mut first: Option<Vec<f32>> = None;
+                for &(level, simd) in &families {
+                    let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
+                    let mut got = vec![f32::NAN; m * rows];
+                    cpu.matmul_forced(&wr, &x, m, &mut got, &mut scratch, Some(simd)).unwrap();
+                    let (mut err, mut norm) = (0f64, 0f64);
+                    for (&g, &r) in got.iter().zip(&want) {
+                        err += (g as f64 - r as f64).powi(2);
+                        norm += (r as f64).powi(2);
+                    }
+                    assert!(err / norm < 1e-9, "{t} m={m} {simd:?}: nmse {:e}", err / norm);
+                    match &first {
+                        None => first = Some(got),
+                        Some(f) => assert!(
+                            f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{t} m={m} {simd:?} differs from {:?}",
+                            families[0].1
+                        ),
+                    }
+                }
             }
         }
     }
