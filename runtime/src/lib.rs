@@ -5,6 +5,7 @@
 //! depend on it, never the reverse.
 
 pub mod ggml_type;
+pub mod ops;
 pub mod quant;
 
 pub use ggml_type::GgmlType;

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod matmul;
+pub mod ops;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
