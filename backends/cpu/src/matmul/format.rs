@@ -234,9 +234,11 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                 // Element n*128 + j*32 + l is bits 2j..2j+2 of qs[n*32 + l].
                 for n in 0..2 {
                     for j in 0..4 {
-                        let o = &mut q[i * 256 + n * 128 + j * 32..][..32];
-                        for (l, v) in o.iter_mut().enumerate() {
-                            *v = (b.qs[n * 32 + l] >> (2 * j)) & 3;
+                        let o: &mut [u8; 32] =
+                            (&mut q[i * 256 + n * 128 + j * 32..][..32]).try_into().unwrap();
+                        let qs: &[u8; 32] = b.qs[n * 32..n * 32 + 32].try_into().unwrap();
+                        for l in 0..32 {
+                            o[l] = (qs[l] >> (2 * j)) & 3;
                         }
                     }
                 }
@@ -252,11 +254,13 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                 // As Q2_K, plus bit n*4 + j of hmask[l] as the code's third bit.
                 for n in 0..2 {
                     for j in 0..4 {
-                        let o = &mut q[i * 256 + n * 128 + j * 32..][..32];
-                        for (l, v) in o.iter_mut().enumerate() {
-                            let low = (b.qs[n * 32 + l] >> (2 * j)) & 3;
-                            let high = (b.hmask[l] >> (n * 4 + j)) & 1;
-                            *v = low | (high << 2);
+                        let o: &mut [u8; 32] =
+                            (&mut q[i * 256 + n * 128 + j * 32..][..32]).try_into().unwrap();
+                        let qs: &[u8; 32] = b.qs[n * 32..n * 32 + 32].try_into().unwrap();
+                        let bit = 1u8 << (n * 4 + j);
+                        for l in 0..32 {
+                            let low = (qs[l] >> (2 * j)) & 3;
+                            o[l] = low | if b.hmask[l] & bit != 0 { 4 } else { 0 };
                         }
                     }
                 }
