@@ -261,8 +261,15 @@ impl Cpu {
                     return Ok(());
                 }
                 let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
-                let (_, _, acts) =
-                    self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
+                let (_, _, acts) = self.quantize_acts(
+                    Some(simd),
+                    fmt,
+                    Some(layout),
+                    w.cols,
+                    x,
+                    m,
+                    &mut scratch.acts,
+                )?;
                 let work = &scratch.work;
                 if m == 1 {
                     self.gemv(simd, w, row_bytes, acts, y, work);
@@ -282,6 +289,7 @@ impl Cpu {
     /// each is quantized whole by one thread, so the result never depends on the partition.
     fn quantize_acts<'s>(
         &self,
+        simd: Forced,
         fmt: SubFormat,
         layout: Option<Layout>,
         cols: usize,
@@ -301,7 +309,17 @@ impl Cpu {
         let d = grow(&mut scratch.d, n_derived * meta_stride);
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd;
         let quantize = |xr: &[f32], br: &mut [u8]| {
+            #[cfg(target_arch = "x86_64")]
+            if simd.is_some() {
+                // SAFETY: a `Cpu` only runs a SIMD family its machine supports, and every
+                // family includes AVX2 + FMA + F16C.
+                if unsafe { avx2::quantize_row_q8(act_t, xr, br) } {
+                    return Ok(());
+                }
+            }
             weft::quant::quantize_row(act_t, xr, br)
                 .map_err(|e| shape_err(format!("quantize activations: {e}")))
         };
@@ -369,7 +387,7 @@ impl Cpu {
             });
         }
         let (blocks, blk_bytes, _) =
-            self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
+            self.quantize_acts(None, fmt, None, cols, x, m, &mut scratch.acts)?;
         self.for_chunks(y, rows, |i, yr| {
             let br = &blocks[i * blk_bytes..(i + 1) * blk_bytes];
             for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
@@ -749,6 +767,63 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The SIMD activation quantizers write the reference's bytes exactly: random rows,
+    /// exact rounding ties, zero blocks, magnitude ties, and rows the reference must take
+    /// (non-finite values) are reported as such.
+    #[test]
+    fn simd_quantizers_are_bit_exact() {
+        if !CpuLevel::Avx2.is_supported() {
+            return;
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
+        };
+        for act_t in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            let n = 1024;
+            let bytes = act_t.row_size(n as u64).unwrap() as usize;
+            for case in 0..200 {
+                let mut x: Vec<f32> = (0..n).map(|_| rnd() * 3.0).collect();
+                match case % 5 {
+                    // Values on exact .5 steps of the block scale: rounding ties everywhere.
+                    1 => x
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(i, v)| *v = ((i % 255) as f32 - 127.0) * 0.5),
+                    // Zero blocks and a block of equal magnitudes with mixed signs.
+                    2 => {
+                        x[..256].fill(0.0);
+                        x[256..512]
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(i, v)| *v = if i % 3 == 0 { -2.0 } else { 2.0 });
+                    }
+                    // Tiny and huge magnitudes.
+                    3 => x.iter_mut().for_each(|v| *v *= 1e-30),
+                    4 => x.iter_mut().for_each(|v| *v *= 1e30),
+                    _ => {}
+                }
+                let mut want = vec![0u8; bytes];
+                let mut got = vec![0u8; bytes];
+                weft::quant::quantize_row(act_t, &x, &mut want).unwrap();
+                // SAFETY: AVX2 support checked above (and FMA/F16C with it).
+                assert!(unsafe { avx2::quantize_row_q8(act_t, &x, &mut got) });
+                assert!(want == got, "{act_t} case {case}");
+            }
+            let mut x = vec![1.0f32; n];
+            x[77] = f32::NAN;
+            let mut out = vec![0u8; bytes];
+            // SAFETY: as above.
+            assert!(!unsafe { avx2::quantize_row_q8(act_t, &x, &mut out) }, "{act_t} NaN");
+            x[77] = f32::INFINITY;
+            // SAFETY: as above.
+            assert!(!unsafe { avx2::quantize_row_q8(act_t, &x, &mut out) }, "{act_t} inf");
         }
     }
 }
