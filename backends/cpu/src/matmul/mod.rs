@@ -18,11 +18,13 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm;
+#[cfg(target_arch = "x86_64")]
+mod avx2_quant;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 use crate::context::{Cpu, CpuError};
-#[cfg(all(test, target_arch = "x86_64"))]
-use crate::dispatch::CpuExtras;
 use crate::dispatch::CpuLevel;
 use format::{ActKind, Layout, SubFormat};
 use rayon::prelude::*;
@@ -316,7 +318,7 @@ impl Cpu {
             if simd.is_some() {
                 // SAFETY: a `Cpu` only runs a SIMD family its machine supports, and every
                 // family includes AVX2 + FMA + F16C.
-                if unsafe { avx2::quantize_row_q8(act_t, xr, br) } {
+                if unsafe { avx2_quant::quantize_row_q8(act_t, xr, br) } {
                     return Ok(());
                 }
             }
@@ -595,7 +597,7 @@ impl SyncPtr {
 impl Simd {
     fn tile_rows(self) -> usize {
         match self {
-            Simd::Avx2 { .. } => avx2::TILE_ROWS,
+            Simd::Avx2 { .. } => avx2_gemm::TILE_ROWS,
             Simd::Avx512 => avx512::TILE_ROWS,
         }
     }
@@ -633,12 +635,12 @@ impl Simd {
         unsafe {
             match self {
                 Simd::Avx2 { vnni } => {
-                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] =
-                        (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
+                    let o: &mut [[f32; 4]; avx2_gemm::TILE_ROWS] =
+                        (&mut out[..avx2_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
                     if vnni {
-                        avx2::tile_avxvnni(fmt, acts, r0, nr, tile, o)
+                        avx2_gemm::tile_avxvnni(fmt, acts, r0, nr, tile, o)
                     } else {
-                        avx2::tile_avx2(fmt, acts, r0, nr, tile, o)
+                        avx2_gemm::tile_avx2(fmt, acts, r0, nr, tile, o)
                     }
                 }
                 Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
@@ -659,7 +661,7 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {
-                Simd::Avx2 { .. } => avx2::float_rows_avx2(t, cols, w, x, m, y, ys),
+                Simd::Avx2 { .. } => avx2_gemm::float_rows_avx2(t, cols, w, x, m, y, ys),
                 Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
             }
         }
@@ -667,163 +669,4 @@ impl Simd {
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
-    use super::*;
-    use crate::context::CpuConfig;
-
-    /// Random valid weights: 32-wide and float types through the reference quantizer,
-    /// K-quants as random bytes with small finite f16 scales.
-    fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
-        let mut next = || {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            *seed
-        };
-        let rb = t.row_size(cols as u64).unwrap() as usize;
-        let mut w: Vec<u8> = (0..rows * rb).map(|_| next() as u8).collect();
-        let scale_at: &[usize] = match t {
-            GgmlType::Q2_K => &[80, 82],
-            GgmlType::Q3_K => &[108],
-            GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-            GgmlType::Q6_K => &[208],
-            _ => {
-                let src: Vec<f32> =
-                    (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
-                for row in w.chunks_exact_mut(rb) {
-                    weft::quant::quantize_row(t, &src, row).unwrap();
-                }
-                return w;
-            }
-        };
-        for blk in w.chunks_exact_mut(t.type_size()) {
-            for &o in scale_at {
-                blk[o..o + 2].copy_from_slice(&half::f16::from_f32(0.004).to_le_bytes());
-            }
-        }
-        w
-    }
-
-    /// Every SIMD kernel family this machine has, including plain AVX2 (vpmaddubsw) where
-    /// the CPU also has AVX-VNNI, against the scalar level; and all SIMD families agree bit
-    /// for bit (same integer sums, same f32 operation order by construction).
-    #[test]
-    fn every_simd_family_matches_scalar_and_each_other() {
-        let mut families = Vec::new();
-        if CpuLevel::Avx2.is_supported() {
-            families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: false }));
-            if CpuExtras::detect().avx_vnni {
-                families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: true }));
-            }
-        }
-        if CpuLevel::Avx512.is_supported() {
-            families.push((CpuLevel::Avx512, Simd::Avx512));
-        }
-        let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
-        let mut scratch = MatmulScratch::new();
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        let types = [
-            GgmlType::Q8_0,
-            GgmlType::Q4_0,
-            GgmlType::Q5_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_1,
-            GgmlType::Q2_K,
-            GgmlType::Q3_K,
-            GgmlType::Q4_K,
-            GgmlType::Q5_K,
-            GgmlType::Q6_K,
-            GgmlType::F32,
-            GgmlType::F16,
-            GgmlType::BF16,
-        ];
-        for t in types {
-            let (rows, cols) = if t.block_size() == 256 { (37, 768) } else { (37, 576) };
-            let w = weights(t, rows, cols, &mut seed);
-            let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
-            for m in [1, 6] {
-                let x: Vec<f32> =
-                    (0..m * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-                let mut want = vec![0f32; m * rows];
-                scalar.matmul(&wr, &x, m, &mut want, &mut scratch).unwrap();
-                let mut first: Option<Vec<f32>> = None;
-                for &(level, simd) in &families {
-                    let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
-                    let mut got = vec![f32::NAN; m * rows];
-                    cpu.matmul_forced(&wr, &x, m, &mut got, &mut scratch, Some(simd)).unwrap();
-                    let (mut err, mut norm) = (0f64, 0f64);
-                    for (&g, &r) in got.iter().zip(&want) {
-                        err += (g as f64 - r as f64).powi(2);
-                        norm += (r as f64).powi(2);
-                    }
-                    assert!(err / norm < 1e-9, "{t} m={m} {simd:?}: nmse {:e}", err / norm);
-                    match &first {
-                        None => first = Some(got),
-                        Some(f) => assert!(
-                            f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{t} m={m} {simd:?} differs from {:?}",
-                            families[0].1
-                        ),
-                    }
-                }
-            }
-        }
-    }
-
-    /// The SIMD activation quantizers write the reference's bytes exactly: random rows,
-    /// exact rounding ties, zero blocks, magnitude ties, and rows the reference must take
-    /// (non-finite values) are reported as such.
-    #[test]
-    fn simd_quantizers_are_bit_exact() {
-        if !CpuLevel::Avx2.is_supported() {
-            return;
-        }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0
-        };
-        for act_t in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
-            let n = 1024;
-            let bytes = act_t.row_size(n as u64).unwrap() as usize;
-            for case in 0..200 {
-                let mut x: Vec<f32> = (0..n).map(|_| rnd() * 3.0).collect();
-                match case % 5 {
-                    // Values on exact .5 steps of the block scale: rounding ties everywhere.
-                    1 => x
-                        .iter_mut()
-                        .enumerate()
-                        .for_each(|(i, v)| *v = ((i % 255) as f32 - 127.0) * 0.5),
-                    // Zero blocks and a block of equal magnitudes with mixed signs.
-                    2 => {
-                        x[..256].fill(0.0);
-                        x[256..512]
-                            .iter_mut()
-                            .enumerate()
-                            .for_each(|(i, v)| *v = if i % 3 == 0 { -2.0 } else { 2.0 });
-                    }
-                    // Tiny and huge magnitudes.
-                    3 => x.iter_mut().for_each(|v| *v *= 1e-30),
-                    4 => x.iter_mut().for_each(|v| *v *= 1e30),
-                    _ => {}
-                }
-                let mut want = vec![0u8; bytes];
-                let mut got = vec![0u8; bytes];
-                weft::quant::quantize_row(act_t, &x, &mut want).unwrap();
-                // SAFETY: AVX2 support checked above (and FMA/F16C with it).
-                assert!(unsafe { avx2::quantize_row_q8(act_t, &x, &mut got) });
-                assert!(want == got, "{act_t} case {case}");
-            }
-            let mut x = vec![1.0f32; n];
-            x[77] = f32::NAN;
-            let mut out = vec![0u8; bytes];
-            // SAFETY: as above.
-            assert!(!unsafe { avx2::quantize_row_q8(act_t, &x, &mut out) }, "{act_t} NaN");
-            x[77] = f32::INFINITY;
-            // SAFETY: as above.
-            assert!(!unsafe { avx2::quantize_row_q8(act_t, &x, &mut out) }, "{act_t} inf");
-        }
-    }
-}
+mod tests;
