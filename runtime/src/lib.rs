@@ -6,6 +6,7 @@
 
 pub mod ggml_type;
 pub mod gguf;
+pub mod manifest;
 pub mod quant;
 pub mod tokenizer;
 

@@ -1,0 +1,3 @@
+//! One file per subcommand; each has an args struct (clap) and a `run`.
+
+pub mod models;
