@@ -34,6 +34,8 @@ enum Command {
     /// List, download and verify the models in the manifest.
     #[command(subcommand)]
     Models(cmd::models::ModelsCommand),
+    /// Show the token ids of a text.
+    Tokenize(cmd::tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
     global::init(global::Global { models_dir: cli.models_dir, verbose: cli.verbose });
     let result = match cli.command {
         Command::Models(c) => cmd::models::run(c),
+        Command::Tokenize(a) => cmd::tokenize::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
