@@ -102,7 +102,8 @@ pub struct Vocab {
 }
 
 enum Model {
-    Bpe { bpe: BpeModel, stages: &'static [Stage] },
+    // boxed: the BPE model carries a 1 KB byte table
+    Bpe { bpe: Box<BpeModel>, stages: &'static [Stage] },
     Spm,
 }
 
@@ -264,9 +265,10 @@ impl Tokenizer {
         specials.sort_by_key(|s| std::cmp::Reverse(s.1.len()));
 
         let model = match model_stages {
-            Some(stages) => {
-                Model::Bpe { bpe: BpeModel::new(&v.merges, &token_to_id, ignore_merges), stages }
-            }
+            Some(stages) => Model::Bpe {
+                bpe: Box::new(BpeModel::new(&v.merges, &token_to_id, ignore_merges)),
+                stages,
+            },
             None => Model::Spm,
         };
         let mut tok = Tokenizer {
