@@ -44,6 +44,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Prompt-processing and generation speed (llama-bench's protocol).
     Bench(cmd::bench::BenchArgs),
+    /// Show the token ids of a text.
+    Tokenize(cmd::tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

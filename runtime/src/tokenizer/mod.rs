@@ -102,7 +102,8 @@ pub struct Vocab {
 }
 
 enum Model {
-    Bpe { bpe: BpeModel, stages: &'static [Stage] },
+    // boxed: the BPE model carries a 1 KB byte table
+    Bpe { bpe: Box<BpeModel>, stages: &'static [Stage] },
     Spm,
 }
 
@@ -120,6 +121,8 @@ pub struct Tokenizer {
     piece_offs: Vec<usize>,
     bos: Option<u32>,
     eos: Option<u32>,
+    unk: Option<u32>,
+    pad: Option<u32>,
     eog: Vec<u32>,
     add_bos: bool,
     add_eos: bool,
@@ -175,8 +178,8 @@ impl Tokenizer {
         let (def_bos, def_eos, def_unk) = if is_bpe { (11, 11, None) } else { (1, 2, Some(0)) };
         let bos = valid(v.bos).or(valid(Some(def_bos)));
         let eos = valid(v.eos).or(valid(Some(def_eos)));
-        let _unk = valid(v.unk).or(valid(def_unk));
-        let _pad = valid(v.pad);
+        let unk = valid(v.unk).or(valid(def_unk));
+        let pad = valid(v.pad);
         let pre = v.pre.unwrap_or_default();
         let mut add_bos = !is_bpe;
         let mut clean_spaces = is_bpe;
@@ -264,9 +267,10 @@ impl Tokenizer {
         specials.sort_by_key(|s| std::cmp::Reverse(s.1.len()));
 
         let model = match model_stages {
-            Some(stages) => {
-                Model::Bpe { bpe: BpeModel::new(&v.merges, &token_to_id, ignore_merges), stages }
-            }
+            Some(stages) => Model::Bpe {
+                bpe: Box::new(BpeModel::new(&v.merges, &token_to_id, ignore_merges)),
+                stages,
+            },
             None => Model::Spm,
         };
         let mut tok = Tokenizer {
@@ -280,6 +284,8 @@ impl Tokenizer {
             piece_offs: Vec::new(),
             bos,
             eos,
+            unk,
+            pad,
             eog,
             add_bos,
             add_eos,
@@ -342,6 +348,14 @@ impl Tokenizer {
     }
     pub fn eos(&self) -> Option<u32> {
         self.eos
+    }
+    /// The unknown token (SentencePiece vocabularies; llama.cpp's default id 0 there).
+    pub fn unk(&self) -> Option<u32> {
+        self.unk
+    }
+    /// The padding token, when the metadata names one.
+    pub fn pad(&self) -> Option<u32> {
+        self.pad
     }
     /// Whether `encode(.., add_special = true, ..)` prepends BOS.
     pub fn add_bos(&self) -> bool {

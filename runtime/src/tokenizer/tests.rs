@@ -278,3 +278,18 @@ fn never_panics_on_odd_text() {
     assert_eq!(t.token_to_piece(99_999), b"");
     assert_eq!(t.decode(&[99_999]), "");
 }
+
+#[test]
+fn llama3_pre_ignores_merges_for_whole_word_tokens() {
+    let mut v = bpe_vocab();
+    v.merges.retain(|m| m != "Ġt he");
+    v.pre = Some("llama-bpe".into());
+    let t = Tokenizer::from_vocab(v.clone()).unwrap();
+    // " the" is a token: emitted whole though no merge path reaches it; BOS added by default
+    assert!(t.add_bos());
+    assert_eq!(t.encode(" the", false, false).unwrap(), [258]);
+    assert_eq!(t.encode(" the", true, false).unwrap(), [260, 258]);
+    v.pre = Some("gpt-2".into());
+    let t = Tokenizer::from_vocab(v).unwrap();
+    assert_eq!(t.encode(" the", false, false).unwrap(), [256, 257]);
+}
