@@ -137,21 +137,7 @@ impl Backend for Cpu {
 
     fn get_rows(&self, w: &WeightRef<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
         let out = head_mut("get_rows", out, ids.len() * w.cols)?;
-        // Until the SIMD get_rows lands: the scalar reference dequantizer, row by row.
-        let row_bytes = w.ggml_type.row_size(w.cols as u64).unwrap_or(0) as usize;
-        for (i, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            if id >= w.rows {
-                return Err(shape("get_rows", format!("row {id} of {}", w.rows)));
-            }
-            weft::quant::dequantize_row(
-                w.ggml_type,
-                &w.data[id * row_bytes..(id + 1) * row_bytes],
-                &mut out[i * w.cols..(i + 1) * w.cols],
-            )
-            .map_err(|e| shape("get_rows", e.to_string()))?;
-        }
-        Ok(())
+        Cpu::get_rows(self, w, ids, out)
     }
 
     fn rms_norm(
