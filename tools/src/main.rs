@@ -1,5 +1,64 @@
-//! `weft`: the command-line tool.
+//! `weft`: the command-line tool. A thin dispatcher: each subcommand lives in `cmd/<name>.rs`
+//! with its clap args and a `run`; adding one is a variant here and a match arm below.
 
-fn main() {
-    println!("weft {}", env!("CARGO_PKG_VERSION"));
+mod cmd;
+mod fetch;
+mod global;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weft",
+    version,
+    about = "Run quantized GGUF language models on the CPU",
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Model cache directory [default: $WEFT_MODELS, else $XDG_CACHE_HOME/weft/models or
+    /// ~/.cache/weft/models]
+    #[arg(long, global = true, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+    /// More output: -v shows the commands weft runs (pip, python).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List, download and verify the models in the manifest.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
+    /// Show the token ids of a text.
+    Tokenize(cmd::tokenize::TokenizeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    global::init(global::Global { models_dir: cli.models_dir, verbose: cli.verbose });
+    let result = match cli.command {
+        Command::Models(c) => cmd::models::run(c),
+        Command::Tokenize(a) => cmd::tokenize::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // `weft models list | head`: the reader left; not an error worth reporting.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,0 +1,4 @@
+//! One file per subcommand; each has an args struct (clap) and a `run`.
+
+pub mod models;
+pub mod tokenize;
