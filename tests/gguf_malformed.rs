@@ -93,3 +93,53 @@ fn valid_fixtures_parse() {
     assert_eq!(f.tensor("q").unwrap().data.len(), 68);
     assert_eq!(f.tensors()[1].offset, 128);
 }
+
+/// A small file written by `GgufWriter` (all value types, nested arrays, three tensor types),
+/// checked in as a fuzz seed and as a guard that the writer's output stays byte-identical.
+/// Regenerate with `WEFT_BLESS=1 cargo test -p weft-tests --test gguf_malformed`.
+fn writer_sample() -> Vec<u8> {
+    use weft::gguf::{GgufWriter, MetaArray};
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", MetaValue::String("llama".into()));
+    w.add_metadata("llama.block_count", MetaValue::U32(1));
+    w.add_metadata("llama.rope.freq_base", MetaValue::F32(10000.0));
+    w.add_metadata("t.i64", MetaValue::I64(-5));
+    w.add_metadata("t.f64", MetaValue::F64(0.125));
+    w.add_metadata("t.bool", MetaValue::Bool(true));
+    w.add_metadata("t.u16", MetaValue::U16(7));
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(MetaArray::String(vec!["<s>".into(), "a".into(), "é".into()])),
+    );
+    w.add_metadata(
+        "tokenizer.ggml.scores",
+        MetaValue::Array(MetaArray::F32(vec![0.0, -1.0, -2.0])),
+    );
+    w.add_metadata(
+        "t.nested",
+        MetaValue::Array(MetaArray::Array(vec![
+            MetaArray::I32(vec![1, -1]),
+            MetaArray::Array(vec![MetaArray::Bool(vec![true])]),
+        ])),
+    );
+    let f32s: Vec<u8> = (0..8).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+    w.add_tensor("output_norm.weight", GgmlType::F32, &[8], f32s).unwrap();
+    w.add_tensor("token_embd.weight", GgmlType::Q8_0, &[32, 3], (0..102).collect()).unwrap();
+    w.add_tensor("blk.0.ffn_down.weight", GgmlType::Q4_K, &[256, 1], vec![0x11; 144]).unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn writer_sample_fixture_is_current() {
+    let path = data_dir().join("valid/writer_sample.gguf");
+    let bytes = writer_sample();
+    if std::env::var("WEFT_BLESS").as_deref() == Ok("1") {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let on_disk = std::fs::read(&path).expect("run with WEFT_BLESS=1 to create the fixture");
+    assert!(on_disk == bytes, "writer output changed; re-bless if intended");
+    let f = GgufFile::open(&path).unwrap();
+    assert_eq!(f.str_array("tokenizer.ggml.tokens").unwrap(), ["<s>", "a", "é"]);
+    assert_eq!(f.tensor("token_embd.weight").unwrap().data, (0..102).collect::<Vec<u8>>());
+    assert_eq!(f.tensors().iter().map(|t| t.offset).collect::<Vec<_>>(), [0, 32, 160]);
+}

@@ -36,6 +36,8 @@ enum Command {
     Models(cmd::models::ModelsCommand),
     /// Show the token ids of a text.
     Tokenize(cmd::tokenize::TokenizeArgs),
+    /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
+    Inspect(cmd::inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Models(c) => cmd::models::run(c),
         Command::Tokenize(a) => cmd::tokenize::run(&a),
+        Command::Inspect(a) => cmd::inspect::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -206,3 +206,15 @@ fn models_path_resolves_files_names_and_unknowns() {
     let err = assert_one_error_line(&path(dir.0.join("absent.gguf").as_os_str()));
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn inspect_takes_manifest_names() {
+    // The default model by name (fetched when missing, like `weft run`).
+    let o = weft().args(["inspect", "--json", "smollm2-135m"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("\"architecture\": \"llama\""), "{}", &out[..out.len().min(400)]);
+    assert!(out.contains("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let err = assert_one_error_line(&weft().args(["inspect", "no-such-model"]).output().unwrap());
+    assert!(err.contains("known models"), "{err}");
+}

@@ -50,6 +50,9 @@ pub enum GgufError {
     #[error("empty metadata key: metadata[{index}] at byte {offset}")]
     EmptyKey { index: u64, offset: u64 },
 
+    #[error("bad metadata key {key:?} at byte {offset}: {{arch}} is a lookup placeholder, not part of a key")]
+    PlaceholderInKey { key: String, offset: u64 },
+
     #[error("duplicate metadata key {key:?} at byte {offset}")]
     DuplicateKey { key: String, offset: u64 },
 

@@ -112,7 +112,14 @@ impl GgufFile {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let len = meta.len();
         if len == 0 {
             // An empty mapping is an error on some platforms; parse the empty buffer instead.
             return Self::from_bytes(Vec::new());

@@ -181,6 +181,10 @@ fn read_metadata(c: &mut Cursor<'_>, kv_count: u64) -> Result<MetaList, GgufErro
         if key.is_empty() {
             return Err(GgufError::EmptyKey { index: i, offset: key_offset });
         }
+        // Lookups replace "{arch}" with the architecture, so such a key could never be found.
+        if key.contains("{arch}") {
+            return Err(GgufError::PlaceholderInKey { key, offset: key_offset });
+        }
         if index.contains_key(&key) {
             return Err(GgufError::DuplicateKey { key, offset: key_offset });
         }

@@ -119,6 +119,8 @@ fn open_from_disk_matches_from_bytes() {
     assert!(e.to_string().starts_with("truncated file: magic"), "{e}");
     let e = GgufFile::open(dir.join("nope.gguf")).unwrap_err();
     assert!(matches!(e, GgufError::Io { .. }), "{e}");
+    let e = GgufFile::open(&dir).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -191,6 +193,9 @@ fn writer_rejects_bad_tensors() {
     w.add_metadata("general.alignment", MetaValue::U64(64));
     assert!(w.to_bytes().is_err());
     w.add_metadata("general.alignment", MetaValue::U32(8));
+    let mut with_placeholder = GgufWriter::new();
+    with_placeholder.add_metadata("{arch}.x", MetaValue::U8(0));
+    assert!(with_placeholder.to_bytes().is_err());
     let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
     assert_eq!(f.alignment(), 8);
     assert_eq!(f.metadata().len(), 1, "re-set key replaced, not duplicated");

