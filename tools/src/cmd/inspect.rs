@@ -55,15 +55,22 @@ pub struct Report {
     pub data_offset: u64,
     pub architecture: Option<String>,
     pub name: Option<String>,
-    /// `{arch}.*` keys, in file order, with the `{arch}.` prefix removed.
+    /// `{arch}.*` keys, in file order, with the `{arch}.` prefix removed (a JSON object).
+    #[serde(serialize_with = "ordered_map")]
     pub hyperparameters: Vec<(String, Value)>,
     /// Every other key that is neither `{arch}.*` nor `tokenizer.*` (`general.*` mostly).
+    #[serde(serialize_with = "ordered_map")]
     pub general: Vec<(String, Value)>,
     pub tokenizer: Option<TokenizerSummary>,
     pub tensors: Vec<TensorRow>,
     pub types: Vec<TypeRow>,
     pub n_params: u64,
     pub tensor_bytes: u64,
+}
+
+/// Key/value pairs as a JSON object whose keys keep file order.
+fn ordered_map<S: serde::Serializer>(pairs: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 /// The `tokenizer.ggml.*` keys that matter for running the model.
@@ -459,7 +466,9 @@ mod tests {
         assert_eq!(v["architecture"], "llama");
         assert_eq!(v["tensors"][0]["type"], "q8_0");
         assert_eq!(v["tokenizer"]["bos"]["text"], "t1");
-        assert_eq!(v["hyperparameters"][1][0], "rope.freq_base");
+        assert_eq!(v["hyperparameters"]["rope.freq_base"], 10000.0);
+        let text = serde_json::to_string(&Report::new("x.gguf", &sample())).unwrap();
+        assert!(text.contains(r#""hyperparameters":{"block_count":2,"rope.freq_base":10000.0}"#));
         let long = to_json(&MetaValue::Array(MetaArray::U8(vec![0; 65])));
         assert_eq!(long, json!({"type": "array[u8; 65]", "len": 65}));
         assert_eq!(to_json(&MetaValue::F32(1e-5)), json!(1e-5f64));
