@@ -245,3 +245,29 @@ fn matmul_bad_shapes_are_errors() {
     let empty = WeightRef { rows: 0, data: &[], ..ok };
     cpu.matmul(&empty, &x, 2, &mut [], &mut s).unwrap();
 }
+
+#[test]
+fn matmul_unaligned_weight_bytes_give_the_same_result() {
+    let mut rng = Rng(99);
+    let mut scratch = MatmulScratch::new();
+    for t in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::F16] {
+        let (rows, cols) = (21, 512);
+        let w = random_weights(t, rows, cols, &mut rng);
+        // The same bytes one past an aligned address.
+        let mut shifted = vec![0u8; w.len() + 1];
+        shifted[1..].copy_from_slice(&w);
+        for level in CpuLevel::available() {
+            let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 2 }).unwrap();
+            for m in [1, 5] {
+                let x: Vec<f32> = (0..m * cols).map(|_| rng.f()).collect();
+                let mut y0 = vec![0f32; m * rows];
+                let mut y1 = vec![0f32; m * rows];
+                let a = WeightRef { ggml_type: t, rows, cols, data: &w };
+                let b = WeightRef { data: &shifted[1..], ..a };
+                cpu.matmul(&a, &x, m, &mut y0, &mut scratch).unwrap();
+                cpu.matmul(&b, &x, m, &mut y1, &mut scratch).unwrap();
+                assert_eq!(y0, y1, "{t} m={m} level={level}");
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! AVX2 + FMA + F16C kernels (256-bit), with `vpmaddubsw` integer dots or, where the CPU
-//! has AVX-VNNI, `vpdpbusd` on ymm.
+//! AVX2 + FMA + F16C GEMV kernels (256-bit), with `vpmaddubsw` integer dots or, where the
+//! CPU has AVX-VNNI, `vpdpbusd` on ymm, and the helpers the other AVX2 files share
+//! (`avx2_gemm.rs`: tiled GEMM and float weights; `avx2_quant.rs`: activation quantizers).
 //!
 //! The kernel bodies are `#[inline(always)]` functions generic over [`Dot`] (the u8 x i8
 //! dot instruction); the `#[target_feature]` entry points at the bottom instantiate them, and
@@ -9,8 +10,8 @@
 //! Unsafe: every raw load is within a slice whose length the entry point asserts; the
 //! intrinsics need the features the entry points enable.
 
-use super::format::{self, SubFormat, GROUP};
-use super::{Acts, Tile, Work};
+use super::format::{self, SubFormat};
+use super::Work;
 use std::arch::x86_64::*;
 use weft::GgmlType;
 
@@ -85,7 +86,7 @@ unsafe fn f16x2(p: *const u8) -> __m128 {
 
 /// One f16 at `p` as f32 lane 0.
 #[inline(always)]
-unsafe fn f16x1(p: *const u8) -> __m128 {
+pub(super) unsafe fn f16x1(p: *const u8) -> __m128 {
     // SAFETY: the caller guarantees 2 readable bytes at `p` and F16C.
     unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32)) }
 }
@@ -119,7 +120,7 @@ unsafe fn bit4_from_bits(qh: u32) -> __m256i {
 
 /// 4 floats at `p` in both 128-bit lanes.
 #[inline(always)]
-unsafe fn bcast4(p: *const f32) -> __m256 {
+pub(super) unsafe fn bcast4(p: *const f32) -> __m256 {
     // SAFETY: the caller guarantees 16 readable bytes at `p`.
     unsafe {
         let v = _mm_loadu_ps(p);
@@ -128,7 +129,7 @@ unsafe fn bcast4(p: *const f32) -> __m256 {
 }
 
 #[inline(always)]
-unsafe fn load(p: *const i8) -> __m256i {
+pub(super) unsafe fn load(p: *const i8) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes at `p`.
     unsafe { _mm256_loadu_si256(p.cast()) }
 }
@@ -137,84 +138,126 @@ unsafe fn load(p: *const i8) -> __m256i {
 // Fused GEMV dots: one weight row in native blocks times one activation row. Two float
 // accumulators (even and odd blocks) hide the FMA latency; the order is fixed.
 
-/// Q8_0 x Q8_0: |w| x sign(a, w) keeps `vpmaddubsw` exact and needs no offset.
+/// Q8_0 x Q8_0, block `i` added to `acc`: |w| x sign(a, w) keeps `vpmaddubsw` exact.
+#[inline(always)]
+unsafe fn step_q8_0<D: Dot>(w: *const u8, a: ActRow, i: usize, acc: __m256) -> __m256 {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * 34);
+        let q = load(b.add(2).cast());
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+    }
+}
+
+/// Q4_0 / Q5_0 x Q8_0, block `i`: unsigned codes, the offset enters as the integer `corr`.
+#[inline(always)]
+unsafe fn step_q4_0_q5_0<D: Dot, const Q5: bool>(
+    w: *const u8,
+    a: ActRow,
+    i: usize,
+    acc: __m256,
+) -> __m256 {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * if Q5 { 22 } else { 18 });
+        let q = if Q5 {
+            let qh = b.add(2).cast::<u32>().read_unaligned();
+            _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
+        } else {
+            nibbles(b.add(2))
+        };
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_castsi128_si256(_mm_cvtsi32_si128(*a.corr.get_unchecked(i))), q, x);
+        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+    }
+}
+
+/// Q4_1 / Q5_1 x Q8_1, block `i`: d * da * sum(q a) into `acc`, m * s into lane 1 of `macc`.
+#[inline(always)]
+unsafe fn step_q4_1_q5_1<D: Dot, const Q5: bool>(
+    w: *const u8,
+    a: ActRow,
+    i: usize,
+    (acc, macc): (__m256, __m128),
+) -> (__m256, __m128) {
+    // SAFETY: the caller checked block i and activation block i exist.
+    unsafe {
+        let b = w.add(i * if Q5 { 24 } else { 20 });
+        let q = if Q5 {
+            let qh = b.add(4).cast::<u32>().read_unaligned();
+            _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
+        } else {
+            nibbles(b.add(4))
+        };
+        let x = load(a.qs.as_ptr().add(i * 32));
+        let p = D::dot(_mm256_setzero_si256(), q, x);
+        let ds =
+            _mm_unpacklo_ps(_mm_load_ss(a.d.as_ptr().add(i)), _mm_load_ss(a.s.as_ptr().add(i)));
+        let prod = _mm_mul_ps(f16x2(b), ds); // [d * da, m * s]
+        (
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(prod), acc),
+            _mm_add_ps(macc, prod),
+        )
+    }
+}
+
+/// Two accumulation chains (even and odd blocks) hide the FMA latency; fixed order. Plain
+/// code, no closures: closures would not inherit the callers' target features.
+macro_rules! two_chains {
+    ($nb:expr, $zero:expr, $step:expr, ($($arg:expr),*), |$c0:ident, $c1:ident| $combine:expr) => {{
+        let (mut $c0, mut $c1) = ($zero, $zero);
+        let mut i = 0;
+        while i + 1 < $nb {
+            $c0 = $step($($arg,)* i, $c0);
+            $c1 = $step($($arg,)* i + 1, $c1);
+            i += 2;
+        }
+        if i < $nb {
+            $c0 = $step($($arg,)* i, $c0);
+        }
+        $combine
+    }};
+}
+
 #[inline(always)]
 unsafe fn dot_q8_0<D: Dot>(w: &[u8], a: ActRow) -> f32 {
     let nb = w.len() / 34;
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb);
-    // SAFETY: block i reads w[34i..34i+34] and a.qs[32i..32i+32], a.d[i], all asserted.
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * 34);
-            let q = load(b.add(2).cast());
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
-            let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-            acc[i & 1] =
-                _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        two_chains!(nb, _mm256_setzero_ps(), step_q8_0::<D>, (w.as_ptr(), a), |c0, c1| hsum(
+            _mm256_add_ps(c0, c1)
+        ))
     }
 }
 
-/// Q4_0 / Q5_0 x Q8_0: unsigned codes, the offset enters as the integer `corr`.
 #[inline(always)]
 unsafe fn dot_q4_0_q5_0<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
-    let bsz = if Q5 { 22 } else { 18 };
-    let nb = w.len() / bsz;
+    let nb = w.len() / if Q5 { 22 } else { 18 };
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb && a.corr.len() >= nb);
-    // SAFETY: block i reads w[bsz*i..bsz*(i+1)], a.qs[32i..32i+32], a.d[i], a.corr[i].
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * bsz);
-            let q = if Q5 {
-                let qh = b.add(2).cast::<u32>().read_unaligned();
-                _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
-            } else {
-                nibbles(b.add(2))
-            };
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_castsi128_si256(_mm_cvtsi32_si128(a.corr[i])), q, x);
-            let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-            acc[i & 1] =
-                _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
+        two_chains!(nb, _mm256_setzero_ps(), step_q4_0_q5_0::<D, Q5>, (w.as_ptr(), a), |c0, c1| {
+            hsum(_mm256_add_ps(c0, c1))
+        })
     }
 }
 
-/// Q4_1 / Q5_1 x Q8_1: d * da * sum(q a) + m * s per block.
 #[inline(always)]
 unsafe fn dot_q4_1_q5_1<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
-    let bsz = if Q5 { 24 } else { 20 };
-    let nb = w.len() / bsz;
+    let nb = w.len() / if Q5 { 24 } else { 20 };
     assert!(a.qs.len() >= nb * 32 && a.d.len() >= nb && a.s.len() >= nb);
-    // SAFETY: block i reads w[bsz*i..bsz*(i+1)], a.qs[32i..32i+32], a.d[i], a.s[i].
+    // SAFETY: blocks 0..nb of w and of the activations exist (asserted above).
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 2];
-        // Lane 1 accumulates m * s.
-        let mut macc = [_mm_setzero_ps(); 2];
-        for i in 0..nb {
-            let b = w.as_ptr().add(i * bsz);
-            let q = if Q5 {
-                let qh = b.add(4).cast::<u32>().read_unaligned();
-                _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
-            } else {
-                nibbles(b.add(4))
-            };
-            let x = load(a.qs.as_ptr().add(i * 32));
-            let p = D::dot(_mm256_setzero_si256(), q, x);
-            let ds =
-                _mm_unpacklo_ps(_mm_load_ss(a.d.as_ptr().add(i)), _mm_load_ss(a.s.as_ptr().add(i)));
-            let prod = _mm_mul_ps(f16x2(b), ds); // [d * da, m * s]
-            macc[i & 1] = _mm_add_ps(macc[i & 1], prod);
-            acc[i & 1] =
-                _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(prod), acc[i & 1]);
-        }
-        let m = _mm_add_ps(macc[0], macc[1]);
-        hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1))
+        let zero = (_mm256_setzero_ps(), _mm_setzero_ps());
+        two_chains!(nb, zero, step_q4_1_q5_1::<D, Q5>, (w.as_ptr(), a), |c0, c1| {
+            let m = _mm_add_ps(c0.1, c1.1);
+            hsum(_mm256_add_ps(c0.0, c1.0)) + _mm_cvtss_f32(_mm_shuffle_ps(m, m, 1))
+        })
     }
 }
 
@@ -378,6 +421,9 @@ unsafe fn dot_unpacked<D: Dot>(fmt: SubFormat, q: &[u8], dw: &[f32], mw: &[f32],
     }
 }
 
+/// How many rows ahead the GEMV prefetches.
+const GEMV_PREFETCH_ROWS: usize = 2;
+
 /// Every output of a chunk of weight rows (`w`: whole rows of `row_bytes`).
 #[inline(always)]
 pub(super) unsafe fn gemv_rows<D: Dot>(
@@ -390,7 +436,17 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
     work: &mut Work,
 ) {
     let fmt = format::sub_format(t).expect("checked by matmul");
-    for (row, out) in w.chunks_exact(row_bytes).zip(y.iter_mut()) {
+    for (k, (row, out)) in w.chunks_exact(row_bytes).zip(y.iter_mut()).enumerate() {
+        // Prefetch the row after next: the kernels are compute-heavy enough that, left to
+        // the hardware prefetcher alone, DRAM reads and compute barely overlap.
+        if let Some(ahead) =
+            w.get((k + GEMV_PREFETCH_ROWS) * row_bytes..(k + GEMV_PREFETCH_ROWS + 1) * row_bytes)
+        {
+            for line in (0..row_bytes).step_by(64) {
+                // SAFETY: a prefetch of an in-bounds address (it never faults anyway).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
+            }
+        }
         // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
         *out = unsafe {
             match t {
@@ -411,211 +467,6 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
                 }
             }
         };
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// GEMM microkernel: R activation rows x one interleaved tile of 4 weight rows. A tile chunk
-// is 64 bytes ([weight row c][sub-block b][4 bytes]); a ymm holds two weight rows, so the
-// kernel makes two passes (rows 0-1, rows 2-3) over R broadcast activation chunks. Each
-// i32 lane ends a group as one (weight row, sub-block) integer dot, scaled once in f32.
-
-/// Activation rows per GEMM microkernel call at this level.
-pub(super) const TILE_ROWS: usize = 4;
-
-#[inline(always)]
-unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    let bs = CH * 4;
-    let ng = acts.meta_stride / GROUP;
-    assert!(R <= TILE_ROWS && bs == fmt.bs);
-    assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(
-        acts.d.len() >= (r0 + R) * acts.meta_stride
-            && acts.corr.len() >= (r0 + R) * acts.meta_stride
-    );
-    assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
-    assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
-    assert!(!fmt.has_min || tile.m.len() >= ng * 16);
-    // Q8_0 codes (w + 128) overflow vpmaddubsw: that path recovers the signed weight and
-    // uses |w| x sign(a, w) instead of the offset.
-    let signed = fmt.off == 128 && !D::FULL_U8;
-    let use_corr = fmt.off != 0 && !signed;
-    // SAFETY: group g reads tile bytes [g*CH*64, (g+1)*CH*64) and tile metadata
-    // [16g, 16g+16), activation bytes [g*GROUP*bs, (g+1)*GROUP*bs) of rows r0..r0+R and their
-    // metadata [4g, 4g+4): all within the lengths asserted above.
-    unsafe {
-        let aq = |r: usize| acts.qs.as_ptr().add((r0 + r) * acts.q_stride);
-        let am = |r: usize| (r0 + r) * acts.meta_stride;
-        for h in 0..2 {
-            let mut facc = [_mm256_setzero_ps(); R];
-            for g in 0..ng {
-                let mut iacc = [_mm256_setzero_si256(); R];
-                if use_corr {
-                    for r in 0..R {
-                        let c = acts.corr.as_ptr().add(am(r) + g * GROUP);
-                        iacc[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(c.cast()));
-                    }
-                }
-                for t in 0..CH {
-                    let w = load(tile.q.as_ptr().add((g * CH + t) * 64 + 32 * h).cast());
-                    if signed {
-                        let ws = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
-                        let wa = _mm256_sign_epi8(ws, ws);
-                        for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                                aq(r).add(g * GROUP * bs + t * 16).cast(),
-                            ));
-                            iacc[r] = D::dot(iacc[r], wa, _mm256_sign_epi8(x, ws));
-                        }
-                    } else {
-                        for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                                aq(r).add(g * GROUP * bs + t * 16).cast(),
-                            ));
-                            iacc[r] = D::dot(iacc[r], w, x);
-                        }
-                    }
-                }
-                let dw = _mm256_loadu_ps(tile.d.as_ptr().add(g * 16 + 8 * h));
-                for r in 0..R {
-                    let da = bcast4(acts.d.as_ptr().add(am(r) + g * GROUP));
-                    facc[r] = _mm256_fmadd_ps(
-                        _mm256_cvtepi32_ps(iacc[r]),
-                        _mm256_mul_ps(dw, da),
-                        facc[r],
-                    );
-                }
-                if fmt.has_min {
-                    let mw = _mm256_loadu_ps(tile.m.as_ptr().add(g * 16 + 8 * h));
-                    for r in 0..R {
-                        let sa = bcast4(acts.s.as_ptr().add(am(r) + g * GROUP));
-                        facc[r] = _mm256_fmadd_ps(mw, sa, facc[r]);
-                    }
-                }
-            }
-            for r in 0..R {
-                // Lanes [row 2h: b0..b3 | row 2h+1: b0..b3] -> two sums, fixed order.
-                let v = facc[r];
-                let s = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let s = _mm_hadd_ps(s, s);
-                out[r][2 * h] = _mm_cvtss_f32(s);
-                out[r][2 * h + 1] = _mm_cvtss_f32(_mm_movehdup_ps(s));
-            }
-        }
-    }
-}
-
-/// Dispatch on the row count (R) and chunks per group (sub-block size / 4).
-#[inline(always)]
-pub(super) unsafe fn tile_rows<D: Dot>(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    macro_rules! go {
-        ($ch:literal) => {
-            match nr {
-                1 => tile_kernel::<D, 1, $ch>(fmt, acts, r0, tile, out),
-                2 => tile_kernel::<D, 2, $ch>(fmt, acts, r0, tile, out),
-                3 => tile_kernel::<D, 3, $ch>(fmt, acts, r0, tile, out),
-                _ => tile_kernel::<D, 4, $ch>(fmt, acts, r0, tile, out),
-            }
-        };
-    }
-    // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
-    unsafe {
-        if fmt.bs == 32 {
-            go!(8)
-        } else {
-            go!(4)
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Float weights (F32, F16, BF16) with f32 activations.
-
-/// 8 weights at element `k` of a float row, widened to f32.
-#[inline(always)]
-unsafe fn load_w8(t: GgmlType, row: *const u8, k: usize) -> __m256 {
-    // SAFETY: the caller guarantees elements k..k+8 exist and AVX2/F16C.
-    unsafe {
-        match t {
-            GgmlType::F32 => _mm256_loadu_ps(row.cast::<f32>().add(k)),
-            GgmlType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(row.add(2 * k).cast())),
-            _ => {
-                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(row.add(2 * k).cast()));
-                _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
-            }
-        }
-    }
-}
-
-/// One weight element as f32 (scalar tails).
-#[inline(always)]
-pub(super) fn load_w1(t: GgmlType, row: &[u8], k: usize) -> f32 {
-    match t {
-        GgmlType::F32 => {
-            f32::from_le_bytes([row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3]])
-        }
-        GgmlType::F16 => half::f16::from_le_bytes([row[2 * k], row[2 * k + 1]]).to_f32(),
-        _ => half::bf16::from_le_bytes([row[2 * k], row[2 * k + 1]]).to_f32(),
-    }
-}
-
-/// Float tile: R activation rows x C weight rows; lanes hold k mod 8, the tail k >= cols/8*8
-/// is added in scalar afterwards: a fixed order for every output.
-#[inline(always)]
-unsafe fn float_tile<const R: usize, const C: usize>(
-    t: GgmlType,
-    cols: usize,
-    w: &[&[u8]; C],
-    x: &[&[f32]; R],
-    out: &mut [[f32; C]; R],
-) {
-    let esz = t.type_size();
-    for c in 0..C {
-        assert!(w[c].len() >= cols * esz);
-    }
-    for r in 0..R {
-        assert!(x[r].len() >= cols);
-    }
-    let k8 = cols / 8 * 8;
-    // SAFETY: elements k < k8 <= cols are read from rows asserted to hold cols elements.
-    unsafe {
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
-        let mut k = 0;
-        while k < k8 {
-            let mut xv = [_mm256_setzero_ps(); R];
-            for r in 0..R {
-                xv[r] = _mm256_loadu_ps(x[r].as_ptr().add(k));
-            }
-            for c in 0..C {
-                let wv = load_w8(t, w[c].as_ptr(), k);
-                for r in 0..R {
-                    acc[r][c] = _mm256_fmadd_ps(wv, xv[r], acc[r][c]);
-                }
-            }
-            k += 8;
-        }
-        for r in 0..R {
-            for c in 0..C {
-                let mut s = hsum(acc[r][c]);
-                for k in k8..cols {
-                    s += load_w1(t, w[c], k) * x[r][k];
-                }
-                out[r][c] = s;
-            }
-        }
     }
 }
 
@@ -649,91 +500,4 @@ pub(super) fn gemv_avxvnni(
 ) {
     // SAFETY: this function's features are the ones the kernels need.
     unsafe { gemv_rows::<AvxVnni>(t, cols, w, rb, a, y, work) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn tile_avx2(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { tile_rows::<Maddubs>(fmt, acts, r0, nr, tile, out) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn tile_avxvnni(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { tile_rows::<AvxVnni>(fmt, acts, r0, nr, tile, out) }
-}
-
-/// Float matmul block: outputs `y[r][c]` (f32 [m, y_stride]) for activation rows
-/// `x` (f32 [m, cols]) and the weight rows in `w` (whole rows), 2 x 4 at a time.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn float_rows_avx2(
-    t: GgmlType,
-    cols: usize,
-    w: &[u8],
-    x: &[f32],
-    m: usize,
-    y: &mut [f32],
-    y_stride: usize,
-) {
-    // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { float_rows::<2, 4>(t, cols, w, x, m, y, y_stride) }
-}
-
-/// Shared driver of the float tiles (also used by the AVX-512 level with its own features).
-#[inline(always)]
-pub(super) unsafe fn float_rows<const R: usize, const C: usize>(
-    t: GgmlType,
-    cols: usize,
-    w: &[u8],
-    x: &[f32],
-    m: usize,
-    y: &mut [f32],
-    y_stride: usize,
-) {
-    let rb = cols * t.type_size();
-    let n = w.len() / rb;
-    let mut c0 = 0;
-    // SAFETY: the caller enabled AVX2/FMA/F16C.
-    unsafe {
-        while c0 < n {
-            let nc = C.min(n - c0);
-            let wr: [&[u8]; C] = std::array::from_fn(|c| &w[(c0 + c.min(nc - 1)) * rb..][..rb]);
-            let mut r0 = 0;
-            while r0 < m {
-                let nr = R.min(m - r0);
-                let xr: [&[f32]; R] =
-                    std::array::from_fn(|r| &x[(r0 + r.min(nr - 1)) * cols..][..cols]);
-                let mut out = [[0.0f32; C]; R];
-                if nr == R {
-                    float_tile::<R, C>(t, cols, &wr, &xr, &mut out);
-                } else {
-                    // Row tail: one row at a time (same per-output order as the full tile).
-                    for r in 0..nr {
-                        let mut o1 = [[0.0f32; C]; 1];
-                        float_tile::<1, C>(t, cols, &wr, &[xr[r]], &mut o1);
-                        out[r] = o1[0];
-                    }
-                }
-                for r in 0..nr {
-                    y[(r0 + r) * y_stride + c0..][..nc].copy_from_slice(&out[r][..nc]);
-                }
-                r0 += R;
-            }
-            c0 += C;
-        }
-    }
 }

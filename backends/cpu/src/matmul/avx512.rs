@@ -9,6 +9,7 @@
 //! need the features the entry points enable.
 
 use super::avx2::{self, ActRow, Dot};
+use super::avx2_gemm;
 use super::format::{SubFormat, GROUP};
 use super::{Acts, Tile, Work};
 use std::arch::x86_64::*;
@@ -176,5 +177,5 @@ pub(super) fn float_rows_avx512(
     y_stride: usize,
 ) {
     // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { avx2::float_rows::<4, 4>(t, cols, w, x, m, y, y_stride) }
+    unsafe { avx2_gemm::float_rows::<4, 4>(t, cols, w, x, m, y, y_stride) }
 }

@@ -103,6 +103,20 @@ pub(crate) fn scales_q3k(s: &[u8; 12]) -> [i8; 16] {
     out
 }
 
+/// Call `f(i, block i)` for every block of `row`, viewing the bytes in place when they are
+/// aligned for `B` and reading each block unaligned otherwise (GGUF data is normally
+/// aligned, but a `WeightRef` may point anywhere).
+fn for_blocks<B: bytemuck::Pod>(row: &[u8], mut f: impl FnMut(usize, &B)) {
+    match bytemuck::try_cast_slice::<u8, B>(row) {
+        Ok(blocks) => blocks.iter().enumerate().for_each(|(i, b)| f(i, b)),
+        Err(_) => {
+            for (i, c) in row.chunks_exact(std::mem::size_of::<B>()).enumerate() {
+                f(i, &bytemuck::pod_read_unaligned(c));
+            }
+        }
+    }
+}
+
 /// Unpack one weight row (native blocks, `row.len() == row_size(cols)`) into u8 codes
 /// `q` (u8 [cols]), sub-block scales `d` (f32 [cols / bs]) and mins `m` (f32 [cols / bs],
 /// left untouched for types without mins). Scalar; the GEMM calls it once per weight row.
@@ -110,17 +124,17 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
     use GgmlType as G;
     match t {
         G::Q4_0 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ4_0>(row).iter().enumerate() {
+            for_blocks::<BlockQ4_0>(row, |i, b| {
                 let o = &mut q[i * 32..i * 32 + 32];
                 for j in 0..16 {
                     o[j] = b.qs[j] & 0xF;
                     o[j + 16] = b.qs[j] >> 4;
                 }
                 d[i] = f16(b.d);
-            }
+            });
         }
         G::Q4_1 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ4_1>(row).iter().enumerate() {
+            for_blocks::<BlockQ4_1>(row, |i, b| {
                 let o = &mut q[i * 32..i * 32 + 32];
                 for j in 0..16 {
                     o[j] = b.qs[j] & 0xF;
@@ -128,10 +142,10 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                 }
                 d[i] = f16(b.d);
                 m[i] = f16(b.m);
-            }
+            });
         }
         G::Q5_0 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_0>(row).iter().enumerate() {
+            for_blocks::<BlockQ5_0>(row, |i, b| {
                 let qh = u32::from_le_bytes(b.qh);
                 let o = &mut q[i * 32..i * 32 + 32];
                 for j in 0..16 {
@@ -139,10 +153,10 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                     o[j + 16] = (b.qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
                 }
                 d[i] = f16(b.d);
-            }
+            });
         }
         G::Q5_1 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5_1>(row).iter().enumerate() {
+            for_blocks::<BlockQ5_1>(row, |i, b| {
                 let qh = u32::from_le_bytes(b.qh);
                 let o = &mut q[i * 32..i * 32 + 32];
                 for j in 0..16 {
@@ -151,18 +165,18 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                 }
                 d[i] = f16(b.d);
                 m[i] = f16(b.m);
-            }
+            });
         }
         G::Q8_0 => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ8_0>(row).iter().enumerate() {
+            for_blocks::<BlockQ8_0>(row, |i, b| {
                 for j in 0..32 {
                     q[i * 32 + j] = (b.qs[j] as u8) ^ 0x80;
                 }
                 d[i] = f16(b.d);
-            }
+            });
         }
         G::Q4_K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ4K>(row).iter().enumerate() {
+            for_blocks::<BlockQ4K>(row, |i, b| {
                 let (dd, dmin) = (f16(b.d), f16(b.dmin));
                 for j in 0..4 {
                     let o = &mut q[i * 256 + j * 64..i * 256 + j * 64 + 64];
@@ -176,10 +190,10 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                     d[i * 8 + j] = dd * sc as f32;
                     m[i * 8 + j] = -dmin * mn as f32;
                 }
-            }
+            });
         }
         G::Q5_K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ5K>(row).iter().enumerate() {
+            for_blocks::<BlockQ5K>(row, |i, b| {
                 let (dd, dmin) = (f16(b.d), f16(b.dmin));
                 for j in 0..4 {
                     let o = &mut q[i * 256 + j * 64..i * 256 + j * 64 + 64];
@@ -194,10 +208,10 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                     d[i * 8 + j] = dd * sc as f32;
                     m[i * 8 + j] = -dmin * mn as f32;
                 }
-            }
+            });
         }
         G::Q6_K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ6K>(row).iter().enumerate() {
+            for_blocks::<BlockQ6K>(row, |i, b| {
                 let dd = f16(b.d);
                 for n in 0..2 {
                     let (ql, qh) = (&b.ql[n * 64..n * 64 + 64], &b.qh[n * 32..n * 32 + 32]);
@@ -212,35 +226,49 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
                 for j in 0..16 {
                     d[i * 16 + j] = dd * b.scales[j] as f32;
                 }
-            }
+            });
         }
         G::Q2_K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ2K>(row).iter().enumerate() {
+            for_blocks::<BlockQ2K>(row, |i, b| {
                 let (dd, dmin) = (f16(b.d), f16(b.dmin));
-                for e in 0..256 {
-                    let byte = b.qs[(e / 128) * 32 + e % 32];
-                    q[i * 256 + e] = (byte >> (2 * ((e % 128) / 32))) & 3;
+                // Element n*128 + j*32 + l is bits 2j..2j+2 of qs[n*32 + l].
+                for n in 0..2 {
+                    for j in 0..4 {
+                        let o: &mut [u8; 32] =
+                            (&mut q[i * 256 + n * 128 + j * 32..][..32]).try_into().unwrap();
+                        let qs: &[u8; 32] = b.qs[n * 32..n * 32 + 32].try_into().unwrap();
+                        for l in 0..32 {
+                            o[l] = (qs[l] >> (2 * j)) & 3;
+                        }
+                    }
                 }
                 for j in 0..16 {
                     d[i * 16 + j] = dd * (b.scales[j] & 0xF) as f32;
                     m[i * 16 + j] = -dmin * (b.scales[j] >> 4) as f32;
                 }
-            }
+            });
         }
         G::Q3_K => {
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ3K>(row).iter().enumerate() {
+            for_blocks::<BlockQ3K>(row, |i, b| {
                 let dd = f16(b.d);
-                for e in 0..256 {
-                    let byte = b.qs[(e / 128) * 32 + e % 32];
-                    let low = (byte >> (2 * ((e % 128) / 32))) & 3;
-                    let high = (b.hmask[e % 32] >> (e / 32)) & 1;
-                    q[i * 256 + e] = low | (high << 2);
+                // As Q2_K, plus bit n*4 + j of hmask[l] as the code's third bit.
+                for n in 0..2 {
+                    for j in 0..4 {
+                        let o: &mut [u8; 32] =
+                            (&mut q[i * 256 + n * 128 + j * 32..][..32]).try_into().unwrap();
+                        let qs: &[u8; 32] = b.qs[n * 32..n * 32 + 32].try_into().unwrap();
+                        let bit = 1u8 << (n * 4 + j);
+                        for l in 0..32 {
+                            let low = (qs[l] >> (2 * j)) & 3;
+                            o[l] = low | if b.hmask[l] & bit != 0 { 4 } else { 0 };
+                        }
+                    }
                 }
                 let sc = scales_q3k(&b.scales);
                 for j in 0..16 {
                     d[i * 16 + j] = dd * sc[j] as f32;
                 }
-            }
+            });
         }
         _ => unreachable!("unpack_row: {t} has no sub-block format (checked by the caller)"),
     }

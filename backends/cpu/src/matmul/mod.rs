@@ -18,6 +18,10 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_gemm;
+#[cfg(target_arch = "x86_64")]
+mod avx2_quant;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 use crate::context::{Cpu, CpuError};
@@ -160,6 +164,12 @@ pub(crate) struct Tile<'a> {
     pub m: &'a [f32],
 }
 
+/// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
+#[cfg(target_arch = "x86_64")]
+type Forced = Option<Simd>;
+#[cfg(not(target_arch = "x86_64"))]
+type Forced = Option<std::convert::Infallible>;
+
 /// The SIMD kernel family a `Cpu` runs.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,6 +195,20 @@ impl Cpu {
         m: usize,
         y: &mut [f32],
         scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
+        self.matmul_forced(w, x, m, y, scratch, None)
+    }
+
+    /// [`Self::matmul`] with the SIMD kernel family optionally forced (unit tests reach the
+    /// plain-AVX2 kernels on machines that also have AVX-VNNI).
+    fn matmul_forced(
+        &self,
+        w: &WeightRef,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        scratch: &mut MatmulScratch,
+        forced: Forced,
     ) -> Result<(), CpuError> {
         let t = w.ggml_type;
         let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
@@ -228,19 +252,26 @@ impl Cpu {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let simd = match self.level() {
+            let simd = forced.or(match self.level() {
                 CpuLevel::Avx2 => Some(Simd::Avx2 { vnni: self.extras().avx_vnni }),
                 CpuLevel::Avx512 => Some(Simd::Avx512),
                 CpuLevel::Scalar | CpuLevel::Neon => None,
-            };
+            });
             if let Some(simd) = simd {
                 if fmt.act == ActKind::F32 {
                     self.matmul_float(simd, w, x, m, y);
                     return Ok(());
                 }
                 let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
-                let (_, _, acts) =
-                    self.quantize_acts(fmt, Some(layout), w.cols, x, m, &mut scratch.acts)?;
+                let (_, _, acts) = self.quantize_acts(
+                    Some(simd),
+                    fmt,
+                    Some(layout),
+                    w.cols,
+                    x,
+                    m,
+                    &mut scratch.acts,
+                )?;
                 let work = &scratch.work;
                 if m == 1 {
                     self.gemv(simd, w, row_bytes, acts, y, work);
@@ -250,6 +281,8 @@ impl Cpu {
                 return Ok(());
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = forced;
         self.matmul_scalar(w, fmt, x, m, y, scratch)
     }
 
@@ -258,6 +291,7 @@ impl Cpu {
     /// each is quantized whole by one thread, so the result never depends on the partition.
     fn quantize_acts<'s>(
         &self,
+        simd: Forced,
         fmt: SubFormat,
         layout: Option<Layout>,
         cols: usize,
@@ -277,26 +311,58 @@ impl Cpu {
         let d = grow(&mut scratch.d, n_derived * meta_stride);
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = simd;
         let quantize = |xr: &[f32], br: &mut [u8]| {
+            #[cfg(target_arch = "x86_64")]
+            if simd.is_some() {
+                // SAFETY: a `Cpu` only runs a SIMD family its machine supports, and every
+                // family includes AVX2 + FMA + F16C.
+                if unsafe { avx2_quant::quantize_row_q8(act_t, xr, br) } {
+                    return Ok(());
+                }
+            }
             weft::quant::quantize_row(act_t, xr, br)
                 .map_err(|e| shape_err(format!("quantize activations: {e}")))
         };
-        self.pool().install(|| match layout {
-            Some(layout) => x
-                .par_chunks(cols)
-                .zip(blocks.par_chunks_mut(blk_bytes))
-                .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
-                .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
-                .try_for_each(|(((xr, br), (qr, dr)), (sr, cr))| {
-                    quantize(xr, br)?;
-                    format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
-                    Ok(())
-                }),
-            None => x
-                .par_chunks(cols)
-                .zip(blocks.par_chunks_mut(blk_bytes))
-                .try_for_each(|(xr, br)| quantize(xr, br)),
-        })?;
+        let derive = |(((xr, br), (qr, dr)), (sr, cr)): ActRowMut| {
+            quantize(xr, br)?;
+            if let Some(layout) = layout {
+                format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
+            }
+            Ok::<(), CpuError>(())
+        };
+        // Chunk sizes of 1 for the absent derived buffers keep the zips as long as `x`.
+        let (qc, mc) = if layout.is_some() { (q_stride, meta_stride) } else { (1, 1) };
+        if m == 1 || self.threads() == 1 {
+            x.chunks(cols)
+                .zip(blocks.chunks_mut(blk_bytes))
+                .zip(
+                    qs.chunks_mut(qc)
+                        .chain(std::iter::repeat_with(|| &mut [][..]))
+                        .zip(d.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
+                )
+                .zip(
+                    s.chunks_mut(mc)
+                        .chain(std::iter::repeat_with(|| &mut [][..]))
+                        .zip(corr.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
+                )
+                .try_for_each(derive)?;
+        } else if layout.is_some() {
+            self.pool().install(|| {
+                x.par_chunks(cols)
+                    .zip(blocks.par_chunks_mut(blk_bytes))
+                    .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
+                    .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
+                    .try_for_each(derive)
+            })?;
+        } else {
+            self.pool().install(|| {
+                x.par_chunks(cols)
+                    .zip(blocks.par_chunks_mut(blk_bytes))
+                    .try_for_each(|(xr, br)| quantize(xr, br))
+            })?;
+        }
         Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
     }
 
@@ -314,26 +380,48 @@ impl Cpu {
         let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
         let row_bytes = w.data.len() / rows;
         if fmt.act == ActKind::F32 {
-            self.pool().install(|| {
-                y.par_chunks_mut(rows).zip(x.par_chunks(cols)).for_each(|(yr, xr)| {
-                    for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                        *o = scalar::dot_float(t, wr, xr);
-                    }
-                })
-            });
-            return Ok(());
-        }
-        let (blocks, blk_bytes, _) =
-            self.quantize_acts(fmt, None, cols, x, m, &mut scratch.acts)?;
-        self.pool().install(|| {
-            y.par_chunks_mut(rows).zip(blocks.par_chunks(blk_bytes)).try_for_each(|(yr, br)| {
+            return self.for_chunks(y, rows, |i, yr| {
+                let xr = &x[i * cols..(i + 1) * cols];
                 for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                    *o = weft::quant::vec_dot(t, cols, wr, br)
-                        .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
+                    *o = scalar::dot_float(t, wr, xr);
                 }
                 Ok(())
-            })
+            });
+        }
+        let (blocks, blk_bytes, _) =
+            self.quantize_acts(None, fmt, None, cols, x, m, &mut scratch.acts)?;
+        self.for_chunks(y, rows, |i, yr| {
+            let br = &blocks[i * blk_bytes..(i + 1) * blk_bytes];
+            for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
+                *o = weft::quant::vec_dot(t, cols, wr, br)
+                    .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
+            }
+            Ok(())
         })
+    }
+
+    /// Run `f(i, chunk i of y)` for every `chunk`-sized piece of `y`: on the calling thread
+    /// when the `Cpu` has one thread (no pool wake-up per call), else over the pool.
+    fn for_chunks<F>(&self, y: &mut [f32], chunk: usize, f: F) -> Result<(), CpuError>
+    where
+        F: Fn(usize, &mut [f32]) -> Result<(), CpuError> + Sync + Send,
+    {
+        if self.threads() == 1 || y.len() <= chunk {
+            y.chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c))
+        } else {
+            self.pool()
+                .install(|| y.par_chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c)))
+        }
+    }
+
+    /// Run `f(j)` for j in 0..n, like [`Self::for_chunks`].
+    #[cfg(target_arch = "x86_64")]
+    fn for_jobs<F: Fn(usize) + Sync + Send>(&self, n: usize, f: F) {
+        if self.threads() == 1 || n == 1 {
+            (0..n).for_each(f)
+        } else {
+            self.pool().install(|| (0..n).into_par_iter().for_each(f))
+        }
     }
 
     /// Float weights on a SIMD level: f32 activations, weight-row jobs split over the pool
@@ -345,28 +433,24 @@ impl Cpu {
         let row_bytes = w.data.len() / rows;
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
-        self.pool().install(|| {
-            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
-                let c0 = j * GEMM_JOB_ROWS;
-                let nc = GEMM_JOB_ROWS.min(rows - c0);
-                let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
-                // f32 [R, nc]: this job's outputs for R activation rows.
-                let mut tmp = [0.0f32; R * GEMM_JOB_ROWS];
-                let mut r0 = 0;
-                while r0 < m {
-                    let nr = R.min(m - r0);
-                    let xr = &x[r0 * cols..(r0 + nr) * cols];
-                    simd.float_rows(t, cols, wj, xr, nr, &mut tmp[..nr * nc], nc);
-                    for r in 0..nr {
-                        // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
-                        // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
-                        unsafe {
-                            out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len)
-                        };
-                    }
-                    r0 += R;
+        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+            let c0 = j * GEMM_JOB_ROWS;
+            let nc = GEMM_JOB_ROWS.min(rows - c0);
+            let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
+            // f32 [R, nc]: this job's outputs for R activation rows.
+            let mut tmp = [0.0f32; R * GEMM_JOB_ROWS];
+            let mut r0 = 0;
+            while r0 < m {
+                let nr = R.min(m - r0);
+                let xr = &x[r0 * cols..(r0 + nr) * cols];
+                simd.float_rows(t, cols, wj, xr, nr, &mut tmp[..nr * nc], nc);
+                for r in 0..nr {
+                    // SAFETY: job j alone writes columns c0..c0+nc of each output row, and
+                    // (r0 + r) * rows + c0 + nc <= m * rows == y_len; `y` outlives the scope.
+                    unsafe { out.write((r0 + r) * rows + c0, &tmp[r * nc..(r + 1) * nc], y_len) };
                 }
-            })
+                r0 += R;
+            }
         });
     }
 
@@ -385,12 +469,11 @@ impl Cpu {
         let a = avx2::ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
-        self.pool().install(|| {
-            y.par_chunks_mut(chunk).enumerate().for_each(|(i, yc)| {
-                let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
-                let mut wk = lock_work(work);
-                simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
-            })
+        let _ = self.for_chunks(y, chunk, |i, yc| {
+            let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
+            let mut wk = lock_work(work);
+            simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
+            Ok(())
         });
     }
 
@@ -415,70 +498,70 @@ impl Cpu {
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
         let tr = simd.tile_rows();
-        self.pool().install(|| {
-            (0..rows.div_ceil(GEMM_JOB_ROWS)).into_par_iter().for_each(|j| {
-                let c0 = j * GEMM_JOB_ROWS;
-                let nc = GEMM_JOB_ROWS.min(rows - c0);
-                let n_tiles = nc.div_ceil(4);
-                let mut wk = lock_work(work);
-                let wk = &mut *wk;
-                let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
-                let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
-                let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
-                for c in 0..nc {
-                    let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
-                    format::unpack_row(
-                        w.ggml_type,
-                        row,
-                        &mut q[c * cols..][..cols],
-                        &mut d[c * n..][..n],
-                        &mut mm[c * n..][..n],
-                    );
-                }
-                let tq = wk.tq.bytes(n_tiles * tile_q);
-                let td = grow(&mut wk.td, n_tiles * tile_meta);
-                let tm = grow(&mut wk.tm, n_tiles * tile_meta);
+        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+            let c0 = j * GEMM_JOB_ROWS;
+            let nc = GEMM_JOB_ROWS.min(rows - c0);
+            let n_tiles = nc.div_ceil(4);
+            let mut wk = lock_work(work);
+            let wk = &mut *wk;
+            let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
+            let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
+            let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
+            for c in 0..nc {
+                let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
+                format::unpack_row(
+                    w.ggml_type,
+                    row,
+                    &mut q[c * cols..][..cols],
+                    &mut d[c * n..][..n],
+                    &mut mm[c * n..][..n],
+                );
+            }
+            let tq = wk.tq.bytes(n_tiles * tile_q);
+            let td = grow(&mut wk.td, n_tiles * tile_meta);
+            let tm = grow(&mut wk.tm, n_tiles * tile_meta);
+            for i in 0..n_tiles {
+                let live = 4.min(nc - 4 * i);
+                format::interleave_tile(
+                    fmt,
+                    cols,
+                    live,
+                    &q[4 * i * cols..][..live * cols],
+                    &d[4 * i * n..][..live * n],
+                    &mm[4 * i * n..][..live * n],
+                    &mut tq[i * tile_q..][..tile_q],
+                    &mut td[i * tile_meta..][..tile_meta],
+                    &mut tm[i * tile_meta..][..tile_meta],
+                );
+            }
+            let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
+            let mut r0 = 0;
+            while r0 < m {
+                let nr = tr.min(m - r0);
                 for i in 0..n_tiles {
+                    let tile = Tile {
+                        q: &tq[i * tile_q..][..tile_q],
+                        d: &td[i * tile_meta..][..tile_meta],
+                        m: &tm[i * tile_meta..][..tile_meta],
+                    };
+                    simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
                     let live = 4.min(nc - 4 * i);
-                    format::interleave_tile(
-                        fmt,
-                        cols,
-                        live,
-                        &q[4 * i * cols..][..live * cols],
-                        &d[4 * i * n..][..live * n],
-                        &mm[4 * i * n..][..live * n],
-                        &mut tq[i * tile_q..][..tile_q],
-                        &mut td[i * tile_meta..][..tile_meta],
-                        &mut tm[i * tile_meta..][..tile_meta],
-                    );
-                }
-                let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
-                let mut r0 = 0;
-                while r0 < m {
-                    let nr = tr.min(m - r0);
-                    for i in 0..n_tiles {
-                        let tile = Tile {
-                            q: &tq[i * tile_q..][..tile_q],
-                            d: &td[i * tile_meta..][..tile_meta],
-                            m: &tm[i * tile_meta..][..tile_meta],
-                        };
-                        simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
-                        let live = 4.min(nc - 4 * i);
-                        for r in 0..nr {
-                            // SAFETY: job j alone writes columns c0..c0+nc of each output row;
-                            // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
-                            // outlives the pool scope.
-                            unsafe {
-                                out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len)
-                            };
-                        }
+                    for r in 0..nr {
+                        // SAFETY: job j alone writes columns c0..c0+nc of each output row;
+                        // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
+                        // outlives the pool scope.
+                        unsafe { out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len) };
                     }
-                    r0 += tr;
                 }
-            })
+                r0 += tr;
+            }
         });
     }
 }
+
+/// One activation row's slices while quantizing: ((x, blocks), (codes, d)), (s, corr).
+type ActRowMut<'a> =
+    (((&'a [f32], &'a mut [u8]), (&'a mut [i8], &'a mut [f32])), (&'a mut [f32], &'a mut [i32]));
 
 /// The most activation rows any level's GEMM microkernel takes per call.
 const MAX_TILE_ROWS: usize = 8;
@@ -514,7 +597,7 @@ impl SyncPtr {
 impl Simd {
     fn tile_rows(self) -> usize {
         match self {
-            Simd::Avx2 { .. } => avx2::TILE_ROWS,
+            Simd::Avx2 { .. } => avx2_gemm::TILE_ROWS,
             Simd::Avx512 => avx512::TILE_ROWS,
         }
     }
@@ -552,12 +635,12 @@ impl Simd {
         unsafe {
             match self {
                 Simd::Avx2 { vnni } => {
-                    let o: &mut [[f32; 4]; avx2::TILE_ROWS] =
-                        (&mut out[..avx2::TILE_ROWS]).try_into().expect("8 >= 4");
+                    let o: &mut [[f32; 4]; avx2_gemm::TILE_ROWS] =
+                        (&mut out[..avx2_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
                     if vnni {
-                        avx2::tile_avxvnni(fmt, acts, r0, nr, tile, o)
+                        avx2_gemm::tile_avxvnni(fmt, acts, r0, nr, tile, o)
                     } else {
-                        avx2::tile_avx2(fmt, acts, r0, nr, tile, o)
+                        avx2_gemm::tile_avx2(fmt, acts, r0, nr, tile, o)
                     }
                 }
                 Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
@@ -578,9 +661,12 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {
-                Simd::Avx2 { .. } => avx2::float_rows_avx2(t, cols, w, x, m, y, ys),
+                Simd::Avx2 { .. } => avx2_gemm::float_rows_avx2(t, cols, w, x, m, y, ys),
                 Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
             }
         }
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests;

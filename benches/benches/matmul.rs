@@ -1,0 +1,178 @@
+//! Quantized matmul of the CPU backend, single thread, with a memory-bandwidth baseline in the
+//! same run so every figure reads as a fraction of what the machine can do.
+//!
+//! - `read_bandwidth`: sum of a 512 MiB u64 array (larger than any LLC), bytes/s.
+//! - `gemv/<type>/<rows>x<cols>`: decode (m = 1), throughput in weight bytes/s.
+//! - `gemm/<type>/<rows>x<cols>/m512`: prefill, "elements" = 2 * m * rows * cols (FLOP/s).
+//!
+//! Levels: the best this machine has, plus AVX2 for the default models' types. Set
+//! `WEFT_BENCH_QUICK=1` to run only the default models' types.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+use weft::GgmlType;
+use weft_cpu::{Cpu, CpuConfig, CpuLevel, MatmulScratch, WeightRef};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn f(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+/// Offsets of the f16 scale fields of one block (random codes elsewhere are valid data).
+fn scale_fields(t: GgmlType) -> &'static [usize] {
+    match t {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q2_K => &[80, 82],
+        GgmlType::Q3_K => &[108],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// Valid random weights: random codes, small finite scales; floats in [-1, 1).
+fn weights(t: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let mut rng = Rng(rows as u64 ^ (cols as u64) << 20);
+    let n = rows * t.row_size(cols as u64).unwrap() as usize;
+    let mut w: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+    match t {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+            let src: Vec<f32> = (0..rows * cols).map(|_| rng.f()).collect();
+            weft::quant::quantize_row(t, &src, &mut w).unwrap();
+        }
+        _ => {
+            for blk in w.chunks_exact_mut(t.type_size()) {
+                for &o in scale_fields(t) {
+                    let d = weft::quant::f32_to_f16(0.001 + 0.01 * rng.f().abs());
+                    blk[o..o + 2].copy_from_slice(&d.to_le_bytes());
+                }
+            }
+        }
+    }
+    w
+}
+
+fn config(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group("matmul");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    g
+}
+
+fn read_bandwidth(c: &mut Criterion) {
+    // u64 [64 Mi] = 512 MiB: far past the LLC, so this is DRAM read bandwidth, one core.
+    let data: Vec<u64> = (0..64u64 << 20).map(|i| i.wrapping_mul(0x9E37_79B9)).collect();
+    let mut g = config(c);
+    g.throughput(Throughput::Bytes((data.len() * 8) as u64));
+    g.bench_function("read_bandwidth/1thread", |b| {
+        b.iter(|| {
+            // Eight independent sums so the adds never limit the loads.
+            let mut acc = [0u64; 8];
+            for ch in black_box(&data).chunks_exact(8) {
+                for k in 0..8 {
+                    acc[k] = acc[k].wrapping_add(ch[k]);
+                }
+            }
+            black_box(acc)
+        })
+    });
+    g.finish();
+}
+
+/// Types in priority order; the K-quants use the ffn_down shape (cols a multiple of 256).
+fn types() -> Vec<GgmlType> {
+    let main = [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K];
+    let rest = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q5_K,
+        GgmlType::BF16,
+    ];
+    let quick = std::env::var("WEFT_BENCH_QUICK").as_deref() == Ok("1");
+    main.into_iter().chain(rest.into_iter().filter(|_| !quick)).collect()
+}
+
+fn shape(t: GgmlType) -> (usize, usize) {
+    match t {
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            (896, 4864)
+        }
+        _ => (4864, 896),
+    }
+}
+
+fn levels() -> Vec<CpuLevel> {
+    let best = CpuLevel::detect();
+    let mut l = vec![best];
+    if best == CpuLevel::Avx512 {
+        l.push(CpuLevel::Avx2);
+    }
+    l
+}
+
+fn gemv(c: &mut Criterion) {
+    let mut g = config(c);
+    let mut cases: Vec<(GgmlType, usize, usize)> =
+        types().into_iter().map(|t| (t, shape(t).0, shape(t).1)).collect();
+    // Qwen2.5-0.5B's output matrix: 145 MB of Q8_0, the largest read per decoded token.
+    cases.push((GgmlType::Q8_0, 151_936, 896));
+    for level in levels() {
+        let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
+        let mut scratch = MatmulScratch::new();
+        for &(t, rows, cols) in &cases {
+            if level != CpuLevel::detect() && rows > 10_000 {
+                continue;
+            }
+            let data = weights(t, rows, cols);
+            let w = WeightRef { ggml_type: t, rows, cols, data: &data };
+            let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut y = vec![0f32; rows];
+            g.throughput(Throughput::Bytes(data.len() as u64));
+            g.bench_function(
+                BenchmarkId::new(format!("gemv/{level}/{t}"), format!("{rows}x{cols}")),
+                |b| b.iter(|| cpu.matmul(&w, black_box(&x), 1, &mut y, &mut scratch).unwrap()),
+            );
+        }
+    }
+    g.finish();
+}
+
+fn gemm(c: &mut Criterion) {
+    let mut g = config(c);
+    let m = 512;
+    for level in levels() {
+        let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
+        let mut scratch = MatmulScratch::new();
+        for t in types() {
+            let (rows, cols) = shape(t);
+            let data = weights(t, rows, cols);
+            let w = WeightRef { ggml_type: t, rows, cols, data: &data };
+            let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut y = vec![0f32; m * rows];
+            g.throughput(Throughput::Elements((2 * m * rows * cols) as u64));
+            g.bench_function(
+                BenchmarkId::new(format!("gemm/{level}/{t}"), format!("{rows}x{cols}/m{m}")),
+                |b| b.iter(|| cpu.matmul(&w, black_box(&x), m, &mut y, &mut scratch).unwrap()),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, read_bandwidth, gemv, gemm);
+criterion_main!(benches);
