@@ -6,6 +6,7 @@
 
 pub mod ggml_type;
 pub mod gguf;
+pub mod layout;
 pub mod manifest;
 pub mod ops;
 pub mod quant;
