@@ -10,6 +10,7 @@ pub mod layout;
 pub mod manifest;
 pub mod ops;
 pub mod quant;
+pub mod selection;
 pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
