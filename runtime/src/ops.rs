@@ -294,6 +294,83 @@ impl<'a> AttnMask<'a> {
     }
 }
 
+/// Optional outputs of one attention call, computed inside the kernel from the logits and
+/// each row's log-sum-exp (no [n_head, n_q, n_cells] probability tensor). A `None` field
+/// costs nothing; with every field `None` the call is plain attention.
+///
+/// The probabilities are those of the call's mask, i.e. after selection when the mask
+/// omits dropped pieces.
+///
+/// APE hook (not implemented): APE divides query->piece logits by a temperature T and
+/// scales the piece block's log-sum-exp by S*T. Both are per-key-range changes a kernel can
+/// apply in the same block loop: a per-range logit scale (the piece ranges below, with a
+/// factor 1/T) and a per-range additive log-weight (`ln S*T - ...` folded into the block's
+/// contribution to the running sum). A field `ape: Option<(f32, f32)>` applied to the
+/// `group_scores` ranges would carry it.
+#[derive(Debug, Default)]
+pub struct AttnExtras<'a> {
+    /// Per-piece group scores: the piece key ranges (cells, non-empty, sorted, disjoint) and
+    /// `f32 [n_q, n_head, n_pieces]`: the sum of the `SCORE_TOPK` (5) largest probabilities of
+    /// each row and head over that piece's visible keys (0 when the row sees none of them).
+    pub group_scores: Option<(&'a [Range<usize>], &'a mut [f32])>,
+    /// f32 [n_q, n_head]: attention entropy `-sum p ln p` (natural log) of each row and head.
+    pub entropy: Option<&'a mut [f32]>,
+    /// f32 [n_q, n_head]: mean |scaled logit| over each row's visible keys (scale diagnostic).
+    pub mean_abs_logit: Option<&'a mut [f32]>,
+}
+
+impl AttnExtras<'_> {
+    /// Whether nothing is requested.
+    pub fn is_empty(&self) -> bool {
+        self.group_scores.is_none() && self.entropy.is_none() && self.mean_abs_logit.is_none()
+    }
+
+    /// Number of pieces (0 without group scores).
+    pub fn n_pieces(&self) -> usize {
+        self.group_scores.as_ref().map_or(0, |(r, _)| r.len())
+    }
+
+    /// Checks the output lengths against `n_q` rows of `n_head` heads and the piece ranges
+    /// against `n_cells`.
+    pub fn check(&self, n_q: usize, n_head: usize, n_cells: usize) -> Result<(), OpsError> {
+        let err = |d: String| Err(OpsError::new("attention extras", d));
+        let rows = n_q * n_head;
+        if let Some((pieces, scores)) = &self.group_scores {
+            if pieces.is_empty() {
+                return err("group scores requested with no piece ranges".into());
+            }
+            let mut prev_end = 0;
+            for (m, r) in pieces.iter().enumerate() {
+                if r.start >= r.end || r.end > n_cells || (m > 0 && r.start < prev_end) {
+                    return err(format!(
+                        "piece {m}: range {}..{} is empty, unsorted, overlapping or past n_cells {n_cells}",
+                        r.start, r.end
+                    ));
+                }
+                prev_end = r.end;
+            }
+            if rows.checked_mul(pieces.len()) != Some(scores.len()) {
+                return err(format!(
+                    "group scores have {} values, expected n_q {n_q} * n_head {n_head} * n_pieces {}",
+                    scores.len(),
+                    pieces.len()
+                ));
+            }
+        }
+        for (name, buf) in [("entropy", &self.entropy), ("mean_abs_logit", &self.mean_abs_logit)] {
+            if let Some(b) = buf {
+                if b.len() != rows {
+                    return err(format!(
+                        "{name} has {} values, expected n_q {n_q} * n_head {n_head}",
+                        b.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks `x` as whole rows of `row_len` with an `out` of the same length (rms_norm,
 /// softmax). Returns the row count.
 pub fn check_rows(

@@ -12,6 +12,7 @@ use std::ops::Range;
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+pub(crate) mod extras;
 pub(crate) mod scalar;
 
 /// Keys whose logits are computed together before their V rows are accumulated: the score
@@ -106,7 +107,14 @@ pub(crate) struct Kernels {
     pub f32_to_f16: fn(&[f32], &mut [f16]),
     pub f16_to_f32: fn(&[f16], &mut [f32]),
     pub attend: fn(&AttnHead<'_>, &[Range<usize>], &mut [f32]),
+    /// `attend` with an observer gathering the optional outputs; returns the final softmax
+    /// state the observer's `finish` needs.
+    pub attend_extras: AttendExtrasFn,
 }
+
+/// (head, visible ranges, out, observer) -> final softmax state.
+pub(crate) type AttendExtrasFn =
+    fn(&AttnHead<'_>, &[Range<usize>], &mut [f32], &mut extras::RowExtras<'_>) -> OnlineSoftmax;
 
 impl Kernels {
     /// The kernel table of the CPU's level. The SIMD tables call `#[target_feature]`
