@@ -303,6 +303,35 @@ fn dropping_pieces_equals_softmax_over_kept_keys() {
 }
 
 #[test]
+fn per_head_selection_matches_reference() {
+    // Selection without pooling over heads keeps different pieces per head: an
+    // AttnMask::HeadRanges mask; each head equals the reference over its own kept pieces.
+    let mut rng = Rng(23);
+    let l = layout(5, &[17, 66, 3, 40, 9], 6);
+    for p in geometries() {
+        let c = Case::new(&mut rng, p, 6, l.n_cells(), 2.5);
+        let full = l.attn_mask_for_query(None).unwrap();
+        let cpu = &backends()[0].1;
+        let scores = c.run(Some(cpu), &full.as_mask(), l.pieces()).scores;
+        for pooling in [Pooling::None, Pooling::Tokens, Pooling::Heads] {
+            let sets = select_pieces(&scores, 6, p.n_head, 5, pooling, 2).unwrap();
+            let m = l.attn_mask_for_keep_sets(l.query().start, 6, &sets).unwrap();
+            assert_eq!(m.n_head.is_some(), pooling != Pooling::Heads);
+            let what = format!("{}/{} {pooling}", p.n_head, p.n_head_kv);
+            c.check(&m.as_mask(), l.pieces(), &what);
+            // Head h of token t matches a per-row run with that head's keep set.
+            let got = c.run(Some(cpu), &m.as_mask(), l.pieces());
+            let (t, h) = (5, p.n_head - 1);
+            let one = l.attn_mask_for_query(Some(sets.get(t, h))).unwrap();
+            let alone = c.run(Some(cpu), &one.as_mask(), l.pieces());
+            let hd = p.head_dim;
+            let at = (t * p.n_head + h) * hd;
+            assert_bits_eq(&got.out[at..at + hd], &alone.out[at..at + hd], &what);
+        }
+    }
+}
+
+#[test]
 fn k_at_least_p_equals_no_selection() {
     let mut rng = Rng(9);
     let l = layout(3, &[20, 9, 33], 4);
@@ -359,7 +388,7 @@ fn separate_pieces_equal_block_diagonal_pass() {
     let n_rows: usize = (0..3).map(|m| l.piece(m).len()).sum();
     let all = Case::new(&mut rng, p, n_rows, l.n_cells(), 2.0);
     // One pass over every piece row with the block-diagonal mask (rows in cell order).
-    let mut joint = MaskRanges { offsets: vec![0], ranges: vec![] };
+    let mut joint = MaskRanges { n_head: None, offsets: vec![0], ranges: vec![] };
     for m in 0..3 {
         let pm = l.attn_mask_for_piece(m);
         for i in 0..pm.n_rows() {

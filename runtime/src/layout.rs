@@ -14,6 +14,7 @@
 //! With one piece this is exactly ordinary causal attention over sink + piece + query.
 
 use crate::ops::AttnMask;
+use crate::selection::KeepSets;
 use std::fmt;
 use std::ops::Range;
 
@@ -128,6 +129,8 @@ pub enum LayoutError {
     PositionOverflow { max_pos: usize, n_ctx_train: usize },
     #[error("keep set has {got} entries, the layout has {n_pieces} pieces")]
     KeepLength { got: usize, n_pieces: usize },
+    #[error("keep sets are for {got} tokens, the batch has {n_rows} rows")]
+    KeepRows { got: usize, n_rows: usize },
     #[error("rows at cells {first}..{end} are not query-side cells (query starts at {query_start}, n_ctx {n_ctx})")]
     BadRows { first: usize, end: usize, query_start: usize, n_ctx: usize },
 }
@@ -153,26 +156,35 @@ pub struct Cell {
     pub bos: bool,
 }
 
-/// Owned data of an [`AttnMask::Ranges`]: query row i sees `ranges[offsets[i]..offsets[i+1]]`.
+/// Owned data of an [`AttnMask::Ranges`] (query row i sees `ranges[offsets[i]..offsets[i+1]]`)
+/// or, with `n_head` set, of an [`AttnMask::HeadRanges`] (one entry per (row, head)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MaskRanges {
-    /// [n_rows + 1]
+    /// `Some(n_head)` for a per-head mask.
+    pub n_head: Option<usize>,
+    /// [n_entries + 1]; an entry is a row, or a (row, head) pair of a per-head mask.
     pub offsets: Vec<usize>,
-    /// Cell ranges, sorted and disjoint per row; adjacent ranges are merged.
+    /// Cell ranges, sorted and disjoint per entry; adjacent ranges are merged.
     pub ranges: Vec<Range<usize>>,
 }
 
 impl MaskRanges {
     pub fn as_mask(&self) -> AttnMask<'_> {
-        AttnMask::Ranges { offsets: &self.offsets, ranges: &self.ranges }
+        match self.n_head {
+            None => AttnMask::Ranges { offsets: &self.offsets, ranges: &self.ranges },
+            Some(n_head) => {
+                AttnMask::HeadRanges { n_head, offsets: &self.offsets, ranges: &self.ranges }
+            }
+        }
     }
 
+    /// Number of query rows.
     pub fn n_rows(&self) -> usize {
-        self.offsets.len().saturating_sub(1)
+        self.offsets.len().saturating_sub(1) / self.n_head.unwrap_or(1).max(1)
     }
 
     fn new() -> Self {
-        Self { offsets: vec![0], ranges: Vec::new() }
+        Self { n_head: None, offsets: vec![0], ranges: Vec::new() }
     }
 
     /// Appends `r` to the row being built, merging it with the previous range when they touch.
@@ -428,6 +440,49 @@ impl Layout {
         n_rows: usize,
         keep: Option<&[bool]>,
     ) -> Result<MaskRanges, LayoutError> {
+        self.check_rows(first, n_rows)?;
+        if let Some(k) = keep {
+            if k.len() != self.n_pieces() {
+                return Err(LayoutError::KeepLength { got: k.len(), n_pieces: self.n_pieces() });
+            }
+        }
+        let mut m = MaskRanges::new();
+        for row in first..first + n_rows {
+            self.push_query_row(&mut m, row, keep);
+        }
+        Ok(m)
+    }
+
+    /// Mask of `n_rows` query-side rows at cells `first..` with the keep sets of a selection
+    /// over exactly those rows (`sets.n_tokens == n_rows`, `sets.n_pieces == n_pieces`):
+    /// a per-row mask when the sets are pooled over heads, else a per-(row, head) mask.
+    pub fn attn_mask_for_keep_sets(
+        &self,
+        first: usize,
+        n_rows: usize,
+        sets: &KeepSets,
+    ) -> Result<MaskRanges, LayoutError> {
+        self.check_rows(first, n_rows)?;
+        if sets.n_pieces != self.n_pieces() {
+            return Err(LayoutError::KeepLength { got: sets.n_pieces, n_pieces: self.n_pieces() });
+        }
+        if sets.n_tokens != n_rows {
+            return Err(LayoutError::KeepRows { got: sets.n_tokens, n_rows });
+        }
+        let mut m = MaskRanges::new();
+        let n_head = if sets.per_token() { 1 } else { sets.n_head };
+        if !sets.per_token() {
+            m.n_head = Some(n_head);
+        }
+        for (t, row) in (first..first + n_rows).enumerate() {
+            for h in 0..n_head {
+                self.push_query_row(&mut m, row, Some(sets.get(t, h)));
+            }
+        }
+        Ok(m)
+    }
+
+    fn check_rows(&self, first: usize, n_rows: usize) -> Result<(), LayoutError> {
         let end = first.saturating_add(n_rows);
         if first < self.query.start || end > self.n_ctx {
             return Err(LayoutError::BadRows {
@@ -437,30 +492,21 @@ impl Layout {
                 n_ctx: self.n_ctx,
             });
         }
-        if let Some(k) = keep {
-            if k.len() != self.n_pieces() {
-                return Err(LayoutError::KeepLength { got: k.len(), n_pieces: self.n_pieces() });
-            }
-        }
-        // The part every row shares: sink + kept pieces (minus hidden BOS cells).
-        let mut shared = MaskRanges::new();
-        shared.push(self.sink());
+        Ok(())
+    }
+
+    /// One query-side entry: sink + kept pieces (minus hidden BOS cells) + query up to `row`.
+    fn push_query_row(&self, m: &mut MaskRanges, row: usize, keep: Option<&[bool]>) {
+        m.push(self.sink());
         for (p, r) in self.pieces.iter().enumerate() {
             if keep.is_some_and(|k| !k[p]) {
                 continue;
             }
             let start = if self.query_sees(r.start) { r.start } else { r.start + 1 };
-            shared.push(start..r.end);
+            m.push(start..r.end);
         }
-        let mut m = MaskRanges::new();
-        for row in first..end {
-            for r in &shared.ranges {
-                m.push(r.clone());
-            }
-            m.push(self.query.start..row + 1);
-            m.end_row();
-        }
-        Ok(m)
+        m.push(self.query.start..row + 1);
+        m.end_row();
     }
 }
 

@@ -186,3 +186,26 @@ fn errors() {
     let c = LayoutConfig { n_ctx_train: 9, positions: PositionPolicy::Sequential, ..c };
     assert!(Layout::build(&req(None), &c).is_err());
 }
+
+#[test]
+fn keep_set_masks() {
+    use crate::selection::{select_pieces, Pooling};
+    let l = Layout::build(&req(Some(vec![1, 2])), &cfg(PositionPolicy::Even)).unwrap();
+    // 2 query rows, 2 heads, 2 pieces: head 0 prefers piece 1, head 1 piece 0.
+    let scores = [0.1, 0.9, 0.8, 0.2, /* token 1 */ 0.1, 0.9, 0.8, 0.2];
+    let sets = select_pieces(&scores, 2, 2, 2, Pooling::None, 1).unwrap();
+    let m = l.attn_mask_for_keep_sets(10, 2, &sets).unwrap();
+    assert_eq!(m.n_head, Some(2));
+    assert_eq!(m.n_rows(), 2);
+    assert_eq!(m.offsets, [0, 2, 4, 6, 8]);
+    assert_eq!(m.ranges, [0..2, 5..11, 0..5, 10..11, 0..2, 5..12, 0..5, 10..12]);
+    assert!(m.as_mask().validate(2, 12).is_ok());
+    assert_eq!(&*m.as_mask().row_head(1, 1), &[0..5, 10..12]);
+    // Pooled over heads: one entry per row, equal to the plain keep-set mask.
+    let sets = select_pieces(&scores, 2, 2, 2, Pooling::HeadsTokens, 1).unwrap();
+    let m = l.attn_mask_for_keep_sets(10, 2, &sets).unwrap();
+    assert_eq!(m.n_head, None);
+    assert_eq!(m, l.attn_mask_for_query(Some(sets.get(0, 0))).unwrap());
+    assert!(l.attn_mask_for_keep_sets(10, 1, &sets).is_err());
+    assert!(l.attn_mask_for_keep_sets(9, 2, &sets).is_err());
+}

@@ -193,6 +193,11 @@ impl AttnParams {
             return err(format!("out has {out_len} values, q has {q_len}"));
         }
         let (n_q, n_cells) = (q_len / q_row, k_len / kv_row);
+        if let AttnMask::HeadRanges { n_head, .. } = *mask {
+            if n_head != self.n_head {
+                return err(format!("per-head mask for {n_head} heads, n_head is {}", self.n_head));
+            }
+        }
         mask.validate(n_q, n_cells)?;
         Ok((n_q, n_cells))
     }
@@ -208,6 +213,10 @@ pub enum AttnMask<'a> {
     /// tokens; sink + all kept pieces + own prefix for query tokens. Dropped pieces are simply
     /// absent, so their V rows are never read.
     Ranges { offsets: &'a [usize], ranges: &'a [Range<usize>] },
+    /// Like `Ranges`, one entry per (query row, head): row i, head h sees
+    /// `ranges[offsets[i * n_head + h]..offsets[i * n_head + h + 1]]`. Selective attention
+    /// without pooling over heads keeps different pieces per head.
+    HeadRanges { n_head: usize, offsets: &'a [usize], ranges: &'a [Range<usize>] },
 }
 
 /// The visible cell ranges of one query row: one range for a causal row, a slice for
@@ -242,21 +251,28 @@ impl<'a> AttnMask<'a> {
                     ));
                 }
             }
-            AttnMask::Ranges { offsets, ranges } => {
-                if offsets.len() != n_q + 1 {
+            AttnMask::Ranges { offsets, ranges } | AttnMask::HeadRanges { offsets, ranges, .. } => {
+                let n_rows = match *self {
+                    AttnMask::HeadRanges { n_head: 0, .. } => {
+                        return err("per-head ranges with n_head 0".into())
+                    }
+                    AttnMask::HeadRanges { n_head, .. } => n_q.saturating_mul(n_head),
+                    _ => n_q,
+                };
+                if offsets.len() != n_rows.saturating_add(1) {
                     return err(format!(
-                        "{} offsets for {n_q} query rows (need n_q + 1)",
+                        "{} offsets for {n_rows} query rows (need n_rows + 1)",
                         offsets.len()
                     ));
                 }
-                if offsets[n_q] > ranges.len() {
+                if offsets[n_rows] > ranges.len() {
                     return err(format!(
                         "offsets end at {} but there are {} ranges",
-                        offsets[n_q],
+                        offsets[n_rows],
                         ranges.len()
                     ));
                 }
-                for i in 0..n_q {
+                for i in 0..n_rows {
                     let (a, b) = (offsets[i], offsets[i + 1]);
                     if a >= b {
                         return err(format!("row {i}: offsets {a}..{b} give no visible cells"));
@@ -277,18 +293,27 @@ impl<'a> AttnMask<'a> {
         Ok(())
     }
 
-    /// The visible ranges of query row `i` (the mask must have been validated for a count of
-    /// rows > i).
+    /// The visible ranges of query row `i`, head 0 (the mask must have been validated for a
+    /// count of rows > i). Per-head masks need [`AttnMask::row_head`].
     pub fn row(&self, i: usize) -> RowRanges<'a> {
+        self.row_head(i, 0)
+    }
+
+    /// The visible ranges of query row `i`, head `h` (validated as for [`AttnMask::row`]).
+    pub fn row_head(&self, i: usize, h: usize) -> RowRanges<'a> {
         match *self {
             AttnMask::Causal { n_past } => RowRanges::One(0..n_past + i + 1),
             AttnMask::Ranges { offsets, ranges } => {
                 RowRanges::Many(&ranges[offsets[i]..offsets[i + 1]])
             }
+            AttnMask::HeadRanges { n_head, offsets, ranges } => {
+                let j = i * n_head + h;
+                RowRanges::Many(&ranges[offsets[j]..offsets[j + 1]])
+            }
         }
     }
 
-    /// Number of cells query row `i` sees.
+    /// Number of cells query row `i` sees (head 0; a work estimate for per-head masks).
     pub fn visible(&self, i: usize) -> usize {
         self.row(i).iter().map(|r| r.len()).sum()
     }
@@ -489,6 +514,23 @@ mod tests {
         assert_eq!(m.visible(0), 4);
         assert!(m.validate(2, 8).is_err()); // 0..9 past n_cells
         assert!(m.validate(1, 9).is_err()); // offsets count
+    }
+
+    #[test]
+    fn head_ranges() {
+        let offsets = [0, 1, 3, 4, 5];
+        let ranges = [0..2, 0..1, 3..4, 2..4, 0..4];
+        let m = AttnMask::HeadRanges { n_head: 2, offsets: &offsets, ranges: &ranges };
+        assert!(m.validate(2, 4).is_ok());
+        assert_eq!(&*m.row_head(0, 1), &[0..1, 3..4]);
+        assert_eq!(&*m.row_head(1, 0), &[2..4]);
+        assert!(m.validate(3, 4).is_err());
+        let p = AttnParams { n_head: 2, n_head_kv: 1, head_dim: 1, scale: 1.0 };
+        assert!(p.check(4, 4, 4, 4, &m).is_ok());
+        let p = AttnParams { n_head: 1, ..p };
+        assert!(p.check(2, 4, 4, 2, &m).is_err());
+        let m = AttnMask::HeadRanges { n_head: 0, offsets: &[0], ranges: &[] };
+        assert!(m.validate(2, 4).is_err());
     }
 
     #[test]

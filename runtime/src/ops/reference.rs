@@ -133,8 +133,8 @@ pub fn attention(
     let mut logits = vec![0f64; n_cells];
     let mut acc = vec![0f64; hd];
     for i in 0..n_q {
-        let ranges = mask.row(i);
         for h in 0..p.n_head {
+            let ranges = mask.row_head(i, h);
             let qh = &q[(i * p.n_head + h) * hd..][..hd];
             let kvo = p.kv_head(h) * hd;
             let mut max = f64::NEG_INFINITY;
@@ -182,8 +182,8 @@ pub fn attention_extras(
     // f64 [n_cells]: logits then probabilities of one (row, head); NaN = not visible.
     let mut prob = vec![f64::NAN; n_cells];
     for i in 0..n_q {
-        let ranges = mask.row(i);
         for h in 0..p.n_head {
+            let ranges = mask.row_head(i, h);
             let item = i * p.n_head + h;
             prob.fill(f64::NAN);
             let qh = &q[item * hd..][..hd];

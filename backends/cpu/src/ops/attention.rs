@@ -45,7 +45,7 @@ impl Cpu {
                 kv_off: p.kv_head(h) * hd,
                 scale: p.scale,
             };
-            (kern.attend)(&head, &mask.row(i), o);
+            (kern.attend)(&head, &mask.row_head(i, h), o);
         });
         Ok(())
     }
@@ -92,7 +92,7 @@ impl Cpu {
                 scale: p.scale,
             };
             let mut obs = RowExtras::new(pieces, top, want_ent, want_abs);
-            let st = (kern.attend_extras)(&head, &mask.row(i), o, &mut obs);
+            let st = (kern.attend_extras)(&head, &mask.row_head(i, h), o, &mut obs);
             let (scores, rest) = res.split_at_mut(n_pieces);
             let (ent, abs) = rest.split_at_mut(1);
             obs.finish(&st, scores, &mut ent[0], &mut abs[0]);
