@@ -52,10 +52,9 @@ impl AttnHead<'_> {
 /// The loop that drives it (`attend` in each kernel file) walks the visible key ranges in
 /// blocks of [`ATTN_BLOCK`]: (1) logits of the block into a stack buffer, (2) `update`
 /// rescales when the max grows, (3) the block's logits become `exp(s - max)` and their V rows
-/// are accumulated. Per-piece group scores (top-5 logits per range, pooled with the row's
-/// log-sum-exp) and entropy (`lse - sum p*s`, i.e. one more running sum `sum exp(s-max)*s`
-/// rescaled like `sum`) read the logits of step (1) with the range index in hand, so they fit
-/// in this loop, or in a second pass over the same ranges once the lse is known.
+/// are accumulated. Between (2) and (3) the loop hands the block's logits to an
+/// [`extras::BlockObserver`]: per-piece top-5 logits (turned into group scores with the
+/// row's final log-sum-exp) and the entropy's running sum live there (`extras.rs`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OnlineSoftmax {
     /// Max logit seen so far (-inf before the first block).
