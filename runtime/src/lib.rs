@@ -6,9 +6,11 @@
 
 pub mod ggml_type;
 pub mod gguf;
+pub mod layout;
 pub mod manifest;
 pub mod ops;
 pub mod quant;
+pub mod selection;
 pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
