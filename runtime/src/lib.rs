@@ -9,12 +9,14 @@ pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;
+pub mod layout;
 pub mod manifest;
 pub mod model;
 pub mod ops;
 pub mod perplexity;
 pub mod quant;
 pub mod sampling;
+pub mod selection;
 pub mod tokenizer;
 
 pub use ggml_type::GgmlType;

@@ -193,6 +193,11 @@ impl AttnParams {
             return err(format!("out has {out_len} values, q has {q_len}"));
         }
         let (n_q, n_cells) = (q_len / q_row, k_len / kv_row);
+        if let AttnMask::HeadRanges { n_head, .. } = *mask {
+            if n_head != self.n_head {
+                return err(format!("per-head mask for {n_head} heads, n_head is {}", self.n_head));
+            }
+        }
         mask.validate(n_q, n_cells)?;
         Ok((n_q, n_cells))
     }
@@ -208,6 +213,10 @@ pub enum AttnMask<'a> {
     /// tokens; sink + all kept pieces + own prefix for query tokens. Dropped pieces are simply
     /// absent, so their V rows are never read.
     Ranges { offsets: &'a [usize], ranges: &'a [Range<usize>] },
+    /// Like `Ranges`, one entry per (query row, head): row i, head h sees
+    /// `ranges[offsets[i * n_head + h]..offsets[i * n_head + h + 1]]`. Selective attention
+    /// without pooling over heads keeps different pieces per head.
+    HeadRanges { n_head: usize, offsets: &'a [usize], ranges: &'a [Range<usize>] },
 }
 
 /// The visible cell ranges of one query row: one range for a causal row, a slice for
@@ -242,21 +251,28 @@ impl<'a> AttnMask<'a> {
                     ));
                 }
             }
-            AttnMask::Ranges { offsets, ranges } => {
-                if offsets.len() != n_q + 1 {
+            AttnMask::Ranges { offsets, ranges } | AttnMask::HeadRanges { offsets, ranges, .. } => {
+                let n_rows = match *self {
+                    AttnMask::HeadRanges { n_head: 0, .. } => {
+                        return err("per-head ranges with n_head 0".into())
+                    }
+                    AttnMask::HeadRanges { n_head, .. } => n_q.saturating_mul(n_head),
+                    _ => n_q,
+                };
+                if offsets.len() != n_rows.saturating_add(1) {
                     return err(format!(
-                        "{} offsets for {n_q} query rows (need n_q + 1)",
+                        "{} offsets for {n_rows} query rows (need n_rows + 1)",
                         offsets.len()
                     ));
                 }
-                if offsets[n_q] > ranges.len() {
+                if offsets[n_rows] > ranges.len() {
                     return err(format!(
                         "offsets end at {} but there are {} ranges",
-                        offsets[n_q],
+                        offsets[n_rows],
                         ranges.len()
                     ));
                 }
-                for i in 0..n_q {
+                for i in 0..n_rows {
                     let (a, b) = (offsets[i], offsets[i + 1]);
                     if a >= b {
                         return err(format!("row {i}: offsets {a}..{b} give no visible cells"));
@@ -277,20 +293,106 @@ impl<'a> AttnMask<'a> {
         Ok(())
     }
 
-    /// The visible ranges of query row `i` (the mask must have been validated for a count of
-    /// rows > i).
+    /// The visible ranges of query row `i`, head 0 (the mask must have been validated for a
+    /// count of rows > i). Per-head masks need [`AttnMask::row_head`].
     pub fn row(&self, i: usize) -> RowRanges<'a> {
+        self.row_head(i, 0)
+    }
+
+    /// The visible ranges of query row `i`, head `h` (validated as for [`AttnMask::row`]).
+    pub fn row_head(&self, i: usize, h: usize) -> RowRanges<'a> {
         match *self {
             AttnMask::Causal { n_past } => RowRanges::One(0..n_past + i + 1),
             AttnMask::Ranges { offsets, ranges } => {
                 RowRanges::Many(&ranges[offsets[i]..offsets[i + 1]])
             }
+            AttnMask::HeadRanges { n_head, offsets, ranges } => {
+                let j = i * n_head + h;
+                RowRanges::Many(&ranges[offsets[j]..offsets[j + 1]])
+            }
         }
     }
 
-    /// Number of cells query row `i` sees.
+    /// Number of cells query row `i` sees (head 0; a work estimate for per-head masks).
     pub fn visible(&self, i: usize) -> usize {
         self.row(i).iter().map(|r| r.len()).sum()
+    }
+}
+
+/// Optional outputs of one attention call, computed inside the kernel from the logits and
+/// each row's log-sum-exp (no [n_head, n_q, n_cells] probability tensor). A `None` field
+/// costs nothing; with every field `None` the call is plain attention.
+///
+/// The probabilities are those of the call's mask, i.e. after selection when the mask
+/// omits dropped pieces.
+///
+/// APE hook (not implemented): APE divides query->piece logits by a temperature T and
+/// scales the piece block's log-sum-exp by S*T. Both are per-key-range changes a kernel can
+/// apply in the same block loop: a per-range logit scale (the piece ranges below, with a
+/// factor 1/T) and a per-range additive log-weight (`ln S*T - ...` folded into the block's
+/// contribution to the running sum). A field `ape: Option<(f32, f32)>` applied to the
+/// `group_scores` ranges would carry it.
+#[derive(Debug, Default)]
+pub struct AttnExtras<'a> {
+    /// Per-piece group scores: the piece key ranges (cells, non-empty, sorted, disjoint) and
+    /// `f32 [n_q, n_head, n_pieces]`: the sum of the `SCORE_TOPK` (5) largest probabilities of
+    /// each row and head over that piece's visible keys (0 when the row sees none of them).
+    pub group_scores: Option<(&'a [Range<usize>], &'a mut [f32])>,
+    /// f32 [n_q, n_head]: attention entropy `-sum p ln p` (natural log) of each row and head.
+    pub entropy: Option<&'a mut [f32]>,
+    /// f32 [n_q, n_head]: mean |scaled logit| over each row's visible keys (scale diagnostic).
+    pub mean_abs_logit: Option<&'a mut [f32]>,
+}
+
+impl AttnExtras<'_> {
+    /// Whether nothing is requested.
+    pub fn is_empty(&self) -> bool {
+        self.group_scores.is_none() && self.entropy.is_none() && self.mean_abs_logit.is_none()
+    }
+
+    /// Number of pieces (0 without group scores).
+    pub fn n_pieces(&self) -> usize {
+        self.group_scores.as_ref().map_or(0, |(r, _)| r.len())
+    }
+
+    /// Checks the output lengths against `n_q` rows of `n_head` heads and the piece ranges
+    /// against `n_cells`.
+    pub fn check(&self, n_q: usize, n_head: usize, n_cells: usize) -> Result<(), OpsError> {
+        let err = |d: String| Err(OpsError::new("attention extras", d));
+        let rows = n_q * n_head;
+        if let Some((pieces, scores)) = &self.group_scores {
+            if pieces.is_empty() {
+                return err("group scores requested with no piece ranges".into());
+            }
+            let mut prev_end = 0;
+            for (m, r) in pieces.iter().enumerate() {
+                if r.start >= r.end || r.end > n_cells || (m > 0 && r.start < prev_end) {
+                    return err(format!(
+                        "piece {m}: range {}..{} is empty, unsorted, overlapping or past n_cells {n_cells}",
+                        r.start, r.end
+                    ));
+                }
+                prev_end = r.end;
+            }
+            if rows.checked_mul(pieces.len()) != Some(scores.len()) {
+                return err(format!(
+                    "group scores have {} values, expected n_q {n_q} * n_head {n_head} * n_pieces {}",
+                    scores.len(),
+                    pieces.len()
+                ));
+            }
+        }
+        for (name, buf) in [("entropy", &self.entropy), ("mean_abs_logit", &self.mean_abs_logit)] {
+            if let Some(b) = buf {
+                if b.len() != rows {
+                    return err(format!(
+                        "{name} has {} values, expected n_q {n_q} * n_head {n_head}",
+                        b.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -412,6 +514,23 @@ mod tests {
         assert_eq!(m.visible(0), 4);
         assert!(m.validate(2, 8).is_err()); // 0..9 past n_cells
         assert!(m.validate(1, 9).is_err()); // offsets count
+    }
+
+    #[test]
+    fn head_ranges() {
+        let offsets = [0, 1, 3, 4, 5];
+        let ranges = [0..2, 0..1, 3..4, 2..4, 0..4];
+        let m = AttnMask::HeadRanges { n_head: 2, offsets: &offsets, ranges: &ranges };
+        assert!(m.validate(2, 4).is_ok());
+        assert_eq!(&*m.row_head(0, 1), &[0..1, 3..4]);
+        assert_eq!(&*m.row_head(1, 0), &[2..4]);
+        assert!(m.validate(3, 4).is_err());
+        let p = AttnParams { n_head: 2, n_head_kv: 1, head_dim: 1, scale: 1.0 };
+        assert!(p.check(4, 4, 4, 4, &m).is_ok());
+        let p = AttnParams { n_head: 1, ..p };
+        assert!(p.check(2, 4, 4, 2, &m).is_err());
+        let m = AttnMask::HeadRanges { n_head: 0, offsets: &[0], ranges: &[] };
+        assert!(m.validate(2, 4).is_err());
     }
 
     #[test]

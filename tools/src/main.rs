@@ -34,6 +34,8 @@ enum Command {
     /// List, download and verify the models in the manifest.
     #[command(subcommand)]
     Models(cmd::models::ModelsCommand),
+    /// Show the token ids of a text.
+    Tokenize(cmd::tokenize::TokenizeArgs),
     /// Show what a GGUF file holds: architecture, hyperparameters, tokenizer, tensors.
     Inspect(cmd::inspect::InspectArgs),
     /// Generate text from a prompt (chat template applied unless --no-template).
@@ -44,8 +46,6 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Prompt-processing and generation speed (llama-bench's protocol).
     Bench(cmd::bench::BenchArgs),
-    /// Show the token ids of a text.
-    Tokenize(cmd::tokenize::TokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,12 +53,12 @@ fn main() -> ExitCode {
     global::init(global::Global { models_dir: cli.models_dir, verbose: cli.verbose });
     let result = match cli.command {
         Command::Models(c) => cmd::models::run(c),
+        Command::Tokenize(a) => cmd::tokenize::run(&a),
         Command::Inspect(a) => cmd::inspect::run(&a),
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
-        Command::Tokenize(a) => cmd::tokenize::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,8 @@
 //! full softmax over the visible keys of each row, materialised per row.
 
 use super::{
-    check_broadcast, check_kv_store, check_rows, AttnMask, AttnParams, OpsError, RopeParams,
-    RopeStyle,
+    check_broadcast, check_kv_store, check_rows, AttnExtras, AttnMask, AttnParams, OpsError,
+    RopeParams, RopeStyle,
 };
 use half::f16;
 
@@ -133,8 +133,8 @@ pub fn attention(
     let mut logits = vec![0f64; n_cells];
     let mut acc = vec![0f64; hd];
     for i in 0..n_q {
-        let ranges = mask.row(i);
         for h in 0..p.n_head {
+            let ranges = mask.row_head(i, h);
             let qh = &q[(i * p.n_head + h) * hd..][..hd];
             let kvo = p.kv_head(h) * hd;
             let mut max = f64::NEG_INFINITY;
@@ -155,6 +155,67 @@ pub fn attention(
             }
             for (o, &a) in out[(i * p.n_head + h) * hd..][..hd].iter_mut().zip(&acc) {
                 *o = (a / sum) as f32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`attention`] plus its optional outputs, from each row's materialised probabilities
+/// (f64): group scores = sum of the 5 largest probabilities over each piece's visible keys,
+/// entropy = `-sum p ln p`, mean |logit| over the visible keys.
+pub fn attention_extras(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    p: &AttnParams,
+    mask: &AttnMask<'_>,
+    extras: &mut AttnExtras<'_>,
+    out: &mut [f32],
+) -> Result<(), OpsError> {
+    let (n_q, n_cells) = p.check(q.len(), k.len(), v.len(), out.len(), mask)?;
+    extras.check(n_q, p.n_head, n_cells)?;
+    attention(q, k, v, p, mask, out)?;
+    let hd = p.head_dim;
+    let kv_row = p.n_head_kv * hd;
+    let n_pieces = extras.n_pieces();
+    // f64 [n_cells]: logits then probabilities of one (row, head); NaN = not visible.
+    let mut prob = vec![f64::NAN; n_cells];
+    for i in 0..n_q {
+        for h in 0..p.n_head {
+            let ranges = mask.row_head(i, h);
+            let item = i * p.n_head + h;
+            prob.fill(f64::NAN);
+            let qh = &q[item * hd..][..hd];
+            let kvo = p.kv_head(h) * hd;
+            let cells = || ranges.iter().flat_map(|r| r.clone());
+            for c in cells() {
+                let kc = &k[c * kv_row + kvo..][..hd];
+                let dot: f64 = qh.iter().zip(kc).map(|(&a, &b)| a as f64 * b.to_f64()).sum();
+                prob[c] = dot * p.scale as f64;
+            }
+            let n_vis = cells().count() as f64;
+            if let Some(m) = &mut extras.mean_abs_logit {
+                m[item] = (cells().map(|c| prob[c].abs()).sum::<f64>() / n_vis) as f32;
+            }
+            let max = cells().map(|c| prob[c]).fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = cells().map(|c| (prob[c] - max).exp()).sum();
+            for c in cells() {
+                prob[c] = (prob[c] - max).exp() / sum;
+            }
+            if let Some(e) = &mut extras.entropy {
+                let ent: f64 =
+                    cells().map(|c| prob[c]).filter(|&p| p > 0.0).map(|p| -p * p.ln()).sum();
+                e[item] = ent as f32;
+            }
+            if let Some((pieces, scores)) = &mut extras.group_scores {
+                for (m, r) in pieces.iter().enumerate() {
+                    let mut ps: Vec<f64> =
+                        r.clone().map(|c| prob[c]).filter(|p| !p.is_nan()).collect();
+                    ps.sort_by(|a, b| b.total_cmp(a));
+                    scores[item * n_pieces + m] =
+                        ps.iter().take(crate::selection::SCORE_TOPK).sum::<f64>() as f32;
+                }
             }
         }
     }

@@ -421,6 +421,9 @@ unsafe fn dot_unpacked<D: Dot>(fmt: SubFormat, q: &[u8], dw: &[f32], mw: &[f32],
     }
 }
 
+/// How many rows ahead the GEMV prefetches.
+const GEMV_PREFETCH_ROWS: usize = 2;
+
 /// Every output of a chunk of weight rows (`w`: whole rows of `row_bytes`).
 #[inline(always)]
 pub(super) unsafe fn gemv_rows<D: Dot>(
@@ -433,7 +436,17 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
     work: &mut Work,
 ) {
     let fmt = format::sub_format(t).expect("checked by matmul");
-    for (row, out) in w.chunks_exact(row_bytes).zip(y.iter_mut()) {
+    for (k, (row, out)) in w.chunks_exact(row_bytes).zip(y.iter_mut()).enumerate() {
+        // Prefetch the row after next: the kernels are compute-heavy enough that, left to
+        // the hardware prefetcher alone, DRAM reads and compute barely overlap.
+        if let Some(ahead) =
+            w.get((k + GEMV_PREFETCH_ROWS) * row_bytes..(k + GEMV_PREFETCH_ROWS + 1) * row_bytes)
+        {
+            for line in (0..row_bytes).step_by(64) {
+                // SAFETY: a prefetch of an in-bounds address (it never faults anyway).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
+            }
+        }
         // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
         *out = unsafe {
             match t {

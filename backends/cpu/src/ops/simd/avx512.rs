@@ -4,6 +4,7 @@
 //! verified the machine supports.
 
 use super::avx2::{hsum, hsum4};
+use super::extras::{BlockObserver, NoObserver, RowExtras};
 use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
 use half::f16;
 use std::arch::x86_64::*;
@@ -340,6 +341,28 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
+    attend_obs(h, ranges, out, &mut NoObserver);
+}
+
+/// `attend`, reporting every block's logits to `obs`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub(crate) fn attend_extras(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut RowExtras<'_>,
+) -> OnlineSoftmax {
+    attend_obs(h, ranges, out, obs)
+}
+
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn attend_obs<O: BlockObserver>(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut O,
+) -> OnlineSoftmax {
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
     let mut s = [0f32; ATTN_BLOCK];
@@ -347,14 +370,17 @@ pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32])
     for r in ranges {
         for (c, n) in blocks(r) {
             block_logits(h, h.block(h.k, c, n), n, &mut s);
+            let prev = st;
             if let Some(f) = st.update(max_slice(&s[..n])) {
                 scale_slice(out, f);
             }
+            obs.block(c, &s[..n], prev, st.max);
             st.sum += exp_sub_sum(&mut s[..n], st.max);
             block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
         }
     }
     scale_slice(out, 1.0 / st.sum);
+    st
 }
 
 // SAFETY (every entry): this table is only reached through `Kernels::for_cpu` for a `Cpu`
@@ -377,4 +403,6 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     f16_to_f32: |src, dst| unsafe { f16_to_f32(src, dst) },
     // SAFETY: see KERNELS.
     attend: |h, ranges, out| unsafe { attend(h, ranges, out) },
+    // SAFETY: see KERNELS.
+    attend_extras: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
 };

@@ -12,6 +12,7 @@ use std::ops::Range;
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+pub(crate) mod extras;
 pub(crate) mod scalar;
 
 /// Keys whose logits are computed together before their V rows are accumulated: the score
@@ -51,10 +52,9 @@ impl AttnHead<'_> {
 /// The loop that drives it (`attend` in each kernel file) walks the visible key ranges in
 /// blocks of [`ATTN_BLOCK`]: (1) logits of the block into a stack buffer, (2) `update`
 /// rescales when the max grows, (3) the block's logits become `exp(s - max)` and their V rows
-/// are accumulated. Per-piece group scores (top-5 logits per range, pooled with the row's
-/// log-sum-exp) and entropy (`lse - sum p*s`, i.e. one more running sum `sum exp(s-max)*s`
-/// rescaled like `sum`) read the logits of step (1) with the range index in hand, so they fit
-/// in this loop, or in a second pass over the same ranges once the lse is known.
+/// are accumulated. Between (2) and (3) the loop hands the block's logits to an
+/// [`extras::BlockObserver`]: per-piece top-5 logits (turned into group scores with the
+/// row's final log-sum-exp) and the entropy's running sum live there (`extras.rs`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OnlineSoftmax {
     /// Max logit seen so far (-inf before the first block).
@@ -106,7 +106,14 @@ pub(crate) struct Kernels {
     pub f32_to_f16: fn(&[f32], &mut [f16]),
     pub f16_to_f32: fn(&[f16], &mut [f32]),
     pub attend: fn(&AttnHead<'_>, &[Range<usize>], &mut [f32]),
+    /// `attend` with an observer gathering the optional outputs; returns the final softmax
+    /// state the observer's `finish` needs.
+    pub attend_extras: AttendExtrasFn,
 }
+
+/// (head, visible ranges, out, observer) -> final softmax state.
+pub(crate) type AttendExtrasFn =
+    fn(&AttnHead<'_>, &[Range<usize>], &mut [f32], &mut extras::RowExtras<'_>) -> OnlineSoftmax;
 
 impl Kernels {
     /// The kernel table of the CPU's level. The SIMD tables call `#[target_feature]`

@@ -1,6 +1,7 @@
 //! Portable kernels: plain Rust, no intrinsics. The baseline on every machine (and what the
 //! compiler auto-vectorises for the target's baseline, e.g. SSE2 or NEON).
 
+use super::extras::{BlockObserver, NoObserver, RowExtras};
 use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
 use half::f16;
 use std::ops::Range;
@@ -77,6 +78,26 @@ pub(crate) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
+    attend_obs(h, ranges, out, &mut NoObserver);
+}
+
+/// `attend`, reporting every block's logits to `obs`.
+pub(crate) fn attend_extras(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut RowExtras<'_>,
+) -> OnlineSoftmax {
+    attend_obs(h, ranges, out, obs)
+}
+
+#[inline(always)]
+fn attend_obs<O: BlockObserver>(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut O,
+) -> OnlineSoftmax {
     let hd = h.q.len();
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its probabilities (unnormalised).
@@ -92,9 +113,11 @@ pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32])
                 *sj = dot * h.scale;
                 bmax = bmax.max(*sj);
             }
+            let prev = st;
             if let Some(f) = st.update(bmax) {
                 out.iter_mut().for_each(|o| *o *= f);
             }
+            obs.block(c, &s[..n], prev, st.max);
             let vb = h.block(h.v, c, n);
             for (j, sj) in s[..n].iter_mut().enumerate() {
                 let p = (*sj - st.max).exp();
@@ -109,6 +132,7 @@ pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32])
     }
     let inv = 1.0 / st.sum;
     out.iter_mut().for_each(|o| *o *= inv);
+    st
 }
 
 pub(crate) static KERNELS: super::Kernels = super::Kernels {
@@ -120,4 +144,5 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     f32_to_f16,
     f16_to_f32,
     attend,
+    attend_extras,
 };
