@@ -17,29 +17,7 @@ use weft::layout::{Layout, LayoutConfig, MaskRanges, Request};
 use weft::ops::{reference, AttnExtras, AttnMask, AttnParams};
 use weft::selection::{select_pieces, Pooling};
 use weft_cpu::{Cpu, CpuConfig, CpuLevel};
-
-/// SplitMix64: a tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn normal(&mut self, scale: f32) -> f32 {
-        let mut u = || (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        (u() + u() + u() + u()) * scale
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal(scale)).collect()
-    }
-    fn vec_f16(&mut self, n: usize, scale: f32) -> Vec<f16> {
-        (0..n).map(|_| f16::from_f32(self.normal(scale))).collect()
-    }
-}
+use weft_tests::Rng;
 
 fn backends() -> Vec<(CpuLevel, Cpu, Cpu)> {
     CpuLevel::available()

@@ -10,23 +10,7 @@
 use weft::quant::{dequantize_row, quantize_row, vec_dot, vec_dot_type};
 use weft::GgmlType;
 use weft_cpu::{Cpu, CpuConfig, CpuLevel, MatmulScratch, WeightRef};
-
-/// splitmix64: deterministic test data without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn f(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
+use weft_tests::Rng;
 
 fn f16_bytes(v: f32) -> [u8; 2] {
     weft::quant::f32_to_f16(v).to_le_bytes()
@@ -45,21 +29,23 @@ fn random_weights(t: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u
         let mut src = vec![0f32; cols];
         for row in out.chunks_exact_mut(rb) {
             // Varying magnitudes and a per-row offset exercise scales and mins.
-            let (amp, off) = (0.5 + rng.f().abs() * 2.0, rng.f() * 0.3);
+            let (amp, off) = (0.5 + rng.uniform().abs() * 2.0, rng.uniform() * 0.3);
             for v in src.iter_mut() {
-                *v = rng.f() * amp + off;
+                *v = rng.uniform() * amp + off;
             }
             quantize_row(t, &src, row).unwrap();
         }
         return out;
     }
     for b in out.iter_mut() {
-        *b = rng.next() as u8;
+        *b = rng.next_u64() as u8;
     }
     let bsz = t.type_size();
     for blk in out.chunks_exact_mut(bsz) {
-        let (d, dmin) =
-            (f16_bytes(0.002 + 0.01 * rng.f().abs()), f16_bytes(0.001 + 0.01 * rng.f().abs()));
+        let (d, dmin) = (
+            f16_bytes(0.002 + 0.01 * rng.uniform().abs()),
+            f16_bytes(0.001 + 0.01 * rng.uniform().abs()),
+        );
         match t {
             GgmlType::Q2_K => {
                 blk[80..82].copy_from_slice(&d);
@@ -131,7 +117,7 @@ struct Case {
 
 fn make_case(t: GgmlType, rows: usize, cols: usize, m: usize, rng: &mut Rng) -> Case {
     let w = random_weights(t, rows, cols, rng);
-    let mut x: Vec<f32> = (0..m * cols).map(|_| rng.f()).collect();
+    let mut x: Vec<f32> = (0..m * cols).map(|_| rng.uniform()).collect();
     if m > 2 {
         // One all-zero activation row: zero scales must give zeros, not NaN.
         x[cols..2 * cols].fill(0.0);
@@ -259,7 +245,7 @@ fn matmul_unaligned_weight_bytes_give_the_same_result() {
         for level in CpuLevel::available() {
             let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 2 }).unwrap();
             for m in [1, 5] {
-                let x: Vec<f32> = (0..m * cols).map(|_| rng.f()).collect();
+                let x: Vec<f32> = (0..m * cols).map(|_| rng.uniform()).collect();
                 let mut y0 = vec![0f32; m * rows];
                 let mut y1 = vec![0f32; m * rows];
                 let a = WeightRef { ggml_type: t, rows, cols, data: &w };

@@ -10,36 +10,7 @@ use half::f16;
 use std::ops::Range;
 use weft::ops::{reference, AttnMask, AttnParams, RopeParams, RopeStyle};
 use weft_cpu::{Cpu, CpuConfig, CpuLevel};
-
-/// SplitMix64: a tiny deterministic generator (no external crates in tests).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-    /// Roughly normal (sum of four uniforms), times `scale`.
-    fn normal(&mut self, scale: f32) -> f32 {
-        (self.uniform() + self.uniform() + self.uniform() + self.uniform()) * scale
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal(scale)).collect()
-    }
-    fn vec_f16(&mut self, n: usize, scale: f32) -> Vec<f16> {
-        (0..n).map(|_| f16::from_f32(self.normal(scale))).collect()
-    }
-}
+use weft_tests::Rng;
 
 /// One single-threaded and one two-threaded backend per available level.
 fn backends() -> Vec<(CpuLevel, Cpu, Cpu)> {

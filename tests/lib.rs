@@ -76,3 +76,37 @@ pub fn refs_dir() -> PathBuf {
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("refs")
 }
+
+/// SplitMix64: a tiny deterministic generator shared by the conformance tests (no external
+/// crates; the same seed gives the same inputs on every machine).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Roughly normal (sum of four uniforms), times `scale`.
+    pub fn normal(&mut self, scale: f32) -> f32 {
+        (self.uniform() + self.uniform() + self.uniform() + self.uniform()) * scale
+    }
+    /// Uniform in 0..n.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// f32 [n] of `normal(scale)` values.
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal(scale)).collect()
+    }
+    /// f16 [n] of `normal(scale)` values.
+    pub fn vec_f16(&mut self, n: usize, scale: f32) -> Vec<half::f16> {
+        (0..n).map(|_| half::f16::from_f32(self.normal(scale))).collect()
+    }
+}
