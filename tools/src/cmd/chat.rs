@@ -2,12 +2,14 @@
 //! The KV cache keeps the conversation: each turn evaluates only what the template adds.
 
 use super::common::{self, SamplingArgs};
+use super::docs::{self, DocArgs};
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
 use weft::engine::{Engine, EngineConfig, EngineError, GenerateParams};
 use weft::gguf::GgufFile;
 use weft::kv_cache::KvCacheError;
 use weft::model::{Model, ModelError};
+use weft::parallel::ParallelEngine;
 use weft::sampling::Sampler;
 use weft::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
@@ -30,6 +32,8 @@ pub struct ChatArgs {
     /// Context length (KV cache cells).
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx_size: usize,
+    #[command(flatten)]
+    pub docs: DocArgs,
 }
 
 fn is_context_full(e: &EngineError) -> bool {
@@ -49,6 +53,9 @@ pub fn run(args: ChatArgs) -> Result<()> {
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let template = ChatTemplate::from_gguf(&file, &tokenizer)?
         .context("the model has no chat template (tokenizer.chat_template)")?;
+    if args.docs.enabled() {
+        return chat_docs(&args, &file, &model, &tokenizer, &template);
+    }
     let mut engine =
         Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
     let mut sampler = Sampler::new(args.sampling.config());
@@ -111,4 +118,99 @@ pub fn run(args: ChatArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `weft chat --doc ...`: the documents are encoded once (parallel encoding) and kept across
+/// turns; each turn encodes only the conversation after them.
+fn chat_docs(
+    args: &ChatArgs,
+    file: &GgufFile,
+    model: &Model<'_, weft_cpu::Cpu>,
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+) -> Result<()> {
+    let d = &args.docs;
+    let docs = d.read_docs(tokenizer)?;
+    let cfg = d.config(tokenizer);
+    let mut engine = ParallelEngine::new(
+        model,
+        EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() },
+    )?;
+    engine.set_doc_cache(d.doc_cache(file)?);
+    let mut sampler = Sampler::new(args.sampling.config());
+    let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };
+    let opening: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage { role: "system".into(), content: s.clone() })
+        .collect();
+    let mut messages = opening.clone();
+    list_docs(&docs);
+    eprintln!(
+        "weft chat: type a message; /docs lists the documents, /reset starts over, /quit ends."
+    );
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/docs" => {
+                list_docs(&docs);
+                continue;
+            }
+            "/reset" => {
+                messages = opening.clone();
+                sampler.reset();
+                eprintln!("(conversation reset; documents kept)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
+        let req = d.request(tokenizer, Some(template), &docs, &messages)?;
+        let enc = match engine.encode(&req, &cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                messages.pop();
+                eprintln!("weft: {e}; /reset to start a new conversation");
+                continue;
+            }
+        };
+        docs::report(d, &cfg, &docs, &req, &enc);
+        sampler.reset();
+        for &t in &req.query {
+            sampler.accept(t);
+        }
+        let mut reply = String::new();
+        let result = engine.decode(tokenizer, &mut sampler, &params, |text| {
+            reply.push_str(text);
+            out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_ok()
+        });
+        println!();
+        match result {
+            Ok(stats) => {
+                eprintln!("({} generated, {:.1} tok/s)", stats.n_gen, stats.tok_per_s());
+                messages.push(ChatMessage { role: "assistant".into(), content: reply });
+            }
+            Err(e) if is_context_full(&e) => {
+                messages.pop();
+                eprintln!("weft: {e}; /reset to start a new conversation");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn list_docs(docs: &[docs::Doc]) {
+    for (i, d) in docs.iter().enumerate() {
+        eprintln!("  [{i}] {} ({} tokens)", d.path.display(), d.tokens.len());
+    }
 }

@@ -1,12 +1,14 @@
 //! `weft run`: generate a continuation of one prompt, streamed to stdout.
 
 use super::common::{self, SamplingArgs};
+use super::docs::{self, DocArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use weft::engine::{Engine, EngineConfig, GenerateParams};
 use weft::gguf::GgufFile;
 use weft::model::Model;
+use weft::parallel::ParallelEngine;
 use weft::sampling::Sampler;
 use weft::tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
@@ -41,6 +43,8 @@ pub struct RunArgs {
     /// Write the last prompt position's logits here (f32 little-endian, n_vocab values).
     #[arg(long)]
     pub logits_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub docs: DocArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -50,6 +54,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     eprintln!("weft: cpu level {}, {} threads", cpu.level(), cpu.threads());
     let model = Model::load(&cpu, &file).with_context(|| format!("loading {}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
+    if args.docs.enabled() {
+        return run_docs(&args, &file, &model, &tokenizer);
+    }
     let tokens = if args.no_template {
         // add_special adds BOS only when the file asks for it (tokenizer.ggml.add_bos_token).
         tokenizer.encode(&args.prompt, true, false)?
@@ -79,27 +86,91 @@ pub fn run(args: RunArgs) -> Result<()> {
         std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
     }
     let params = GenerateParams { max_tokens: args.n_predict, stop: args.stop.clone() };
+    let decode =
+        stream_stdout(|on_text| engine.decode(&tokenizer, &mut sampler, &params, on_text))?;
+    eprintln!(
+        "weft: prompt {} tokens, {:.1} tok/s; generated {} tokens, {:.1} tok/s; stop: {:?}",
+        prefill.n_eval,
+        prefill.tok_per_s(),
+        decode.n_gen,
+        decode.tok_per_s(),
+        decode.stop
+    );
+    Ok(())
+}
+
+/// Runs `decode` with a callback that streams text to stdout; a closed pipe ends quietly.
+fn stream_stdout<T, E>(
+    decode: impl FnOnce(&mut dyn FnMut(&str) -> bool) -> Result<T, E>,
+) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let mut out = std::io::stdout().lock();
     let mut write_err = None;
-    let decode = engine.decode(&tokenizer, &mut sampler, &params, |text| {
-        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    let r =
+        decode(&mut |text: &str| match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => true,
             Err(e) => {
                 write_err = Some(e);
                 false
             }
-        }
-    })?;
+        })?;
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e).context("writing to stdout");
         }
     }
     let _ = writeln!(out);
+    Ok(r)
+}
+
+/// `weft run --doc ...`: the documents encoded in parallel, then the question.
+fn run_docs(
+    args: &RunArgs,
+    file: &GgufFile,
+    model: &Model<'_, weft_cpu::Cpu>,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
+    let d = &args.docs;
+    let template = if args.no_template {
+        None
+    } else {
+        Some(ChatTemplate::from_gguf(file, tokenizer)?.context(
+            "the model has no chat template (tokenizer.chat_template); use --no-template",
+        )?)
+    };
+    let docs = d.read_docs(tokenizer)?;
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(ChatMessage { role: "system".into(), content: s.clone() });
+    }
+    messages.push(ChatMessage { role: "user".into(), content: args.prompt.clone() });
+    let req = d.request(tokenizer, template.as_ref(), &docs, &messages)?;
+    let cfg = d.config(tokenizer);
+    let mut engine = ParallelEngine::new(
+        model,
+        EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() },
+    )?;
+    engine.set_doc_cache(d.doc_cache(file)?);
+    let enc = engine.encode(&req, &cfg)?;
+    docs::report(d, &cfg, &docs, &req, &enc);
+    if let Some(p) = &args.logits_out {
+        let bytes: Vec<u8> = engine.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let (Some(p), Some(stats)) = (&d.entropy_out, engine.stats()) {
+        docs::write_entropy(p, &args.model, &cfg, &docs, stats)?;
+        eprintln!("weft: attention entropy of the query written to {}", p.display());
+    }
+    let mut sampler = Sampler::new(args.sampling.config());
+    for &t in &req.query {
+        sampler.accept(t);
+    }
+    let params = GenerateParams { max_tokens: args.n_predict, stop: args.stop.clone() };
+    let decode = stream_stdout(|on_text| engine.decode(tokenizer, &mut sampler, &params, on_text))?;
     eprintln!(
-        "weft: prompt {} tokens, {:.1} tok/s; generated {} tokens, {:.1} tok/s; stop: {:?}",
-        prefill.n_eval,
-        prefill.tok_per_s(),
+        "weft: generated {} tokens, {:.1} tok/s; stop: {:?}",
         decode.n_gen,
         decode.tok_per_s(),
         decode.stop
