@@ -4,7 +4,8 @@
 //!
 //! **Key.** A piece's K/V depend on the model, the sink it saw (tokens and positions), its
 //! own tokens, their positions and its BOS; nothing else (pieces never see each other). The
-//! key is a SHA-256 of exactly those. With `left` positions (and PCW, APE) a piece's
+//! key is a SHA-256 of exactly those. The sink is cached too, under a key of the model and
+//! its own cells, so a hit encodes only the question. With `left` positions (and PCW, APE) a piece's
 //! positions do not depend on the other pieces, so a cached document is re-used in any set.
 //! With `even` or `right` they depend on the set's longest piece, and so does the key. We key
 //! on positions rather than re-rotating cached keys because re-rotation is exact only for a
@@ -137,11 +138,22 @@ impl DocCache {
     /// The key of piece `p` of `layout`: model, sink cells and the piece's cells (token,
     /// position, BOS flag of each).
     pub fn key(&self, layout: &Layout, p: usize) -> DocKey {
+        self.hash(layout, Some(p))
+    }
+
+    /// The key of the sink of `layout` alone (`None` without a sink): the sink's K/V depend
+    /// only on the model and its own cells.
+    pub fn sink_key(&self, layout: &Layout) -> Option<DocKey> {
+        (!layout.sink().is_empty()).then(|| self.hash(layout, None))
+    }
+
+    fn hash(&self, layout: &Layout, piece: Option<usize>) -> DocKey {
         let mut h = Sha256::new();
         h.update(b"weft document kv v1\0");
         h.update((self.model_id.len() as u64).to_le_bytes());
         h.update(self.model_id.as_bytes());
-        for (tag, cells) in [(b's', layout.sink()), (b'p', layout.piece(p))] {
+        let parts = [(b's', Some(layout.sink())), (b'p', piece.map(|p| layout.piece(p)))];
+        for (tag, cells) in parts.into_iter().filter_map(|(t, c)| c.map(|c| (t, c))) {
             h.update([tag]);
             h.update((cells.len() as u64).to_le_bytes());
             for c in &layout.cells()[cells] {

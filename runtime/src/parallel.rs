@@ -10,29 +10,7 @@
 //! documents; `weft chat --doc`). Pieces encoded for other requests come from the
 //! [`DocCache`] when one is attached.
 //!
-//! ```no_run
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use weft::engine::EngineConfig;
-//! use weft::layout::Request;
-//! use weft::parallel::{ParallelConfig, ParallelEngine};
-//! # fn demo<B: weft::backend::Backend>(backend: &B, file: &weft::gguf::GgufFile)
-//! #     -> Result<(), Box<dyn std::error::Error>> {
-//! let model = weft::model::Model::load(backend, file)?;
-//! let tok = weft::tokenizer::Tokenizer::from_gguf(file)?;
-//! let mut engine = ParallelEngine::new(&model, EngineConfig::default())?;
-//! let req = Request {
-//!     sink: Some(tok.encode("Given the following contexts, answer the final question accordingly:\n\n", false, false)?),
-//!     pieces: vec![tok.encode("Paris is the capital of France.\n\n", false, false)?,
-//!                  tok.encode("Rome is the capital of Italy.\n\n", false, false)?],
-//!     query: tok.encode("Question: what is the capital of Italy?\nAnswer:", false, false)?,
-//! };
-//! let cfg = ParallelConfig { select_k: 1, observe: true, ..Default::default() };
-//! engine.encode(&req, &cfg)?;
-//! let next = weft::sampling::argmax_logits(engine.logits());
-//! println!("next token {next:?}, mean entropy {:.3}", engine.stats().unwrap().mean_entropy());
-//! # Ok(()) }
-//! # Ok(()) }
-//! ```
+//! The crate docs ([`crate`]) show the whole API in one example.
 
 use crate::backend::Backend;
 use crate::doc_cache::{DocCache, DocKey};
@@ -136,7 +114,7 @@ impl ParallelConfig {
 pub struct EncodeStats {
     /// Sink and piece cells kept from the previous request.
     pub n_reused: usize,
-    /// Piece cells copied from the document cache.
+    /// Sink and piece cells copied from the document cache.
     pub n_cached: usize,
     /// Sink and piece cells evaluated.
     pub n_context_eval: usize,
@@ -336,22 +314,19 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
     /// Encodes the sink and piece cells (already claimed), from the document cache where
     /// possible. Returns (cells evaluated, cells copied from the cache).
     fn encode_context(&mut self, layout: &Layout) -> Result<(usize, usize), EngineError> {
-        // Which context cells must be computed: all, minus cached pieces.
+        // Which context cells must be computed: all, minus the cached sink and pieces.
         let q0 = layout.query().start;
         let mut todo = vec![true; q0];
         let mut n_cached = 0;
-        let keys: Vec<Option<DocKey>> = match &self.doc_cache {
-            Some(c) => (0..layout.n_pieces()).map(|p| Some(c.key(layout, p))).collect(),
-            None => vec![None; layout.n_pieces()],
-        };
+        // (cells, key) of the sink (when there is one) and of every piece.
+        let mut parts: Vec<(Range<usize>, DocKey)> = Vec::new();
         if let Some(cache) = self.doc_cache.as_mut() {
-            for (p, key) in keys.iter().enumerate() {
-                let range = layout.piece(p);
-                if let Some(key) = key {
-                    if cache.load(key, self.model.backend(), &mut self.kv, range.clone())? {
-                        todo[range.clone()].fill(false);
-                        n_cached += range.len();
-                    }
+            parts.extend(cache.sink_key(layout).map(|k| (layout.sink(), k)));
+            parts.extend((0..layout.n_pieces()).map(|p| (layout.piece(p), cache.key(layout, p))));
+            for (range, key) in &parts {
+                if cache.load(key, self.model.backend(), &mut self.kv, range.clone())? {
+                    todo[range.clone()].fill(false);
+                    n_cached += range.len();
                 }
             }
         }
@@ -372,9 +347,8 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
             c += n;
         }
         if let Some(cache) = self.doc_cache.as_mut() {
-            for (p, key) in keys.into_iter().enumerate() {
-                let range = layout.piece(p);
-                if let (Some(key), true) = (key, todo[range.start]) {
+            for (range, key) in parts {
+                if todo[range.start] {
                     cache.store(key, self.model.backend(), &self.kv, range)?;
                 }
             }

@@ -46,6 +46,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Prompt-processing and generation speed (llama-bench's protocol).
     Bench(cmd::bench::BenchArgs),
+    /// Speed of parallel context encoding: encode vs full attention, document cache, selection.
+    BenchParallel(cmd::bench_parallel::BenchParallelArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::BenchParallel(a) => cmd::bench_parallel::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

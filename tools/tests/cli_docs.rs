@@ -71,7 +71,7 @@ fn run_with_documents_writes_entropy_and_reuses_the_disk_cache() {
     assert!(layers.iter().all(|h| h.as_f64().unwrap() > 0.0));
     assert!(v["n_query_tokens"].as_u64().unwrap() > 0);
     assert_eq!(v["kept_fraction_by_layer_piece"][0].as_array().unwrap().len(), 2);
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "one file per document");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 3, "one file per document and the sink");
     // A second run finds both documents on disk.
     let o = run_docs(&[&a, &b], &extra);
     let err = text(&o.stderr);
@@ -100,4 +100,20 @@ fn bad_documents_are_clear_errors() {
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("KV cells"), "{err}");
+}
+
+#[test]
+fn bench_parallel_runs_on_a_small_setting() {
+    let o = weft()
+        .args(["bench-parallel", "-m", "smollm2-135m", "-c", "256", "--pieces", "1,4"])
+        .args(["-r", "1", "--cache-docs", "2", "--cache-len", "32", "-t", "2"])
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    for want in ["| 1 |", "| 4 |", "cache hit", "K = 2"] {
+        assert!(out.contains(want), "missing {want}: {out}");
+    }
+    let o = weft().args(["bench-parallel", "-c", "64", "--pieces", "40"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "bad --pieces: {}", text(&o.stderr));
 }

@@ -40,7 +40,8 @@ struct Record {
     samples: Vec<f64>,
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation.
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let sd = if v.len() > 1 {
