@@ -354,3 +354,47 @@ fn bad_requests_are_errors() {
         Err(EngineError::NothingEncoded)
     ));
 }
+
+/// With left positions a piece's cells hold exactly what a causal run over sink + that piece
+/// computes: the K/V of every piece (every layer) match the causal run's, within rounding.
+fn piece_kv_equals_causal_sink_plus_piece(name: &str) {
+    let Some(fx) = fixture(name) else { return };
+    let model = Model::load(&fx.cpu, &fx.file).unwrap();
+    let tok = Tokenizer::from_gguf(&fx.file).unwrap();
+    let req = request(&tok, true, &DOCS[..3]);
+    let c = ParallelConfig { positions: PositionPolicy::Left, ..Default::default() };
+    let mut par = ParallelEngine::new(&model, cfg(1024, 512)).unwrap();
+    par.encode(&req, &c).unwrap();
+    let layout = par.layout().unwrap().clone();
+    let sink = req.sink.as_ref().unwrap();
+    let kv_len = |cells: usize| 2 * model.hparams.n_layer * cells * model.hparams.n_embd_kv();
+    for (p, piece) in req.pieces.iter().enumerate() {
+        let all: Vec<u32> = sink.iter().chain(piece).copied().collect();
+        let mut causal = Engine::new(&model, cfg(1024, 512)).unwrap();
+        causal.eval(&all).unwrap();
+        let mut want = vec![half::f16::ZERO; kv_len(piece.len())];
+        let mut got = want.clone();
+        let cells = sink.len()..sink.len() + piece.len();
+        causal.kv_cache().read_cells(&fx.cpu, cells, &mut want).unwrap();
+        par.kv_cache().read_cells(&fx.cpu, layout.piece(p), &mut got).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.to_f32().abs()));
+        let diff =
+            got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a.to_f32() - b.to_f32()).abs()));
+        let bits = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        eprintln!(
+            "{name} piece {p}: max |diff| {diff} of max |kv| {scale}, {bits} of {} values differ",
+            got.len()
+        );
+        assert!(diff <= 0.02 * scale, "{name} piece {p}: K/V differ by {diff} (max {scale})");
+    }
+}
+
+#[test]
+fn smollm2_piece_kv_equals_causal_sink_plus_piece() {
+    piece_kv_equals_causal_sink_plus_piece("smollm2-135m");
+}
+
+#[test]
+fn qwen_piece_kv_equals_causal_sink_plus_piece() {
+    piece_kv_equals_causal_sink_plus_piece("qwen2.5-0.5b");
+}

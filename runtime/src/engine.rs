@@ -167,6 +167,11 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
         self.kv.n_ctx()
     }
 
+    /// The KV cache (read-only: its cells and their K/V).
+    pub fn kv_cache(&self) -> &KvCache<B> {
+        &self.kv
+    }
+
     /// Tokens in the cache, in position order.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens

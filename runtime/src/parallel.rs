@@ -191,6 +191,11 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         self.kv.n_ctx()
     }
 
+    /// The KV cache (read-only: its cells and their K/V).
+    pub fn kv_cache(&self) -> &KvCache<B> {
+        &self.kv
+    }
+
     /// The layout of the last encoded request.
     pub fn layout(&self) -> Option<&Layout> {
         self.layout.as_ref()
