@@ -238,22 +238,25 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
             self.metas.clear();
             self.metas.extend(self.positions.iter().map(|&p| CellMeta::shared(p)));
             self.kv.push(&self.metas)?;
-            let batch = ForwardBatch::new(
+            let mut batch = ForwardBatch::new(
                 chunk,
                 &self.positions,
                 cell0,
                 cell0 + chunk.len(),
                 AttnMask::Causal { n_past: cell0 },
             );
+            // Rows of this micro-batch that want logits (at least one row runs to the end).
+            let lo = rows.start.max(start);
+            let hi = rows.end.min(start + chunk.len());
+            batch.out_rows =
+                Some(if lo < hi { lo - start..hi - start } else { chunk.len() - 1..chunk.len() });
             if let Err(e) = self.model.forward(&mut self.kv, &mut self.st, &batch) {
                 // The cells were claimed but never written: give them back.
                 self.kv.truncate(cell0);
                 return Err(e.into());
             }
             self.tokens.extend_from_slice(chunk);
-            // Rows of this micro-batch that want logits, `n_out` at a time.
-            let lo = rows.start.max(start);
-            let hi = rows.end.min(start + chunk.len());
+            // The wanted rows' logits, `n_out` at a time.
             let mut r = lo;
             while r < hi {
                 let c = (hi - r).min(self.n_out);

@@ -295,9 +295,10 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
             let first = query.start + start;
             let mask = layout.attn_mask_for_rows(first, n, None)?;
             let observer = obs.as_mut().map(|stats| ForwardObserver { stats, attention: true });
-            self.forward_query(&layout, first, n, &mask, observer)?;
-            // Rows of this micro-batch that want logits, `n_out` at a time.
+            // Rows of this micro-batch that want logits (at least one row runs to the end).
             let (lo, hi) = (rows.start.max(start), rows.end.min(start + n));
+            let out = if lo < hi { lo - start..hi - start } else { n - 1..n };
+            self.forward_query(&layout, first, n, &mask, out, observer)?;
             let mut r = lo;
             while r < hi {
                 let c = (hi - r).min(self.n_out);
@@ -346,7 +347,8 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
             let mask = layout.attn_mask_for_context_rows(c, n)?;
             let tokens = layout.tokens(c..c + n);
             let positions = layout.positions(c..c + n);
-            let batch = ForwardBatch::new(&tokens, &positions, c, c + n, mask.as_mask());
+            let mut batch = ForwardBatch::new(&tokens, &positions, c, c + n, mask.as_mask());
+            batch.out_rows = Some(n - 1..n); // no logits are needed from the context
             self.model.forward(&mut self.kv, &mut self.st, &batch)?;
             n_eval += n;
             c += n;
@@ -390,12 +392,14 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         first: usize,
         n: usize,
         mask: &crate::layout::MaskRanges,
+        out_rows: Range<usize>,
         observer: Option<ForwardObserver<'_>>,
     ) -> Result<(), EngineError> {
         let cells = &self.kv.cells()[first..first + n];
         let tokens: Vec<u32> = (first..first + n).map(|c| self.cell_token(layout, c)).collect();
         let positions: Vec<i32> = cells.iter().map(|m| m.pos).collect();
         let mut batch = ForwardBatch::new(&tokens, &positions, first, first + n, mask.as_mask());
+        batch.out_rows = Some(out_rows);
         if self.cfg.select_k > 0 {
             batch.selection = Some(Selection {
                 groups: layout.pieces(),
@@ -504,7 +508,7 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         self.kv.push(&[CellMeta::shared(pos)])?;
         self.gen_tokens.truncate(cell - layout.n_cells());
         self.gen_tokens.push(id);
-        if let Err(e) = self.forward_query(layout, cell, 1, &mask, None) {
+        if let Err(e) = self.forward_query(layout, cell, 1, &mask, 0..1, None) {
             self.kv.truncate(cell);
             return Err(e);
         }

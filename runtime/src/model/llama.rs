@@ -39,7 +39,13 @@ impl<'a, B: Backend> Model<'a, B> {
     ) -> Result<(), ModelError> {
         let hp = &self.hparams;
         let be = self.backend;
-        let n = batch.tokens.len();
+        let mut n = batch.tokens.len();
+        let n_batch = n;
+        let out_rows = batch.out_rows.clone().unwrap_or(0..n);
+        let n_out_rows = out_rows.len();
+        if out_rows.is_empty() || out_rows.end > n {
+            return Err(ModelError::Batch(format!("output rows {out_rows:?} of a batch of {n}")));
+        }
         if n == 0 || n > st.n_batch {
             return Err(ModelError::Batch(format!("{n} tokens, state holds 1..={}", st.n_batch)));
         }
@@ -93,6 +99,16 @@ impl<'a, B: Backend> Model<'a, B> {
             be.kv_store(k_cache, batch.cell0, n_kv_row, &st.k, n).map_err(e)?;
             be.kv_store(v_cache, batch.cell0, n_kv_row, &st.v, n).map_err(e)?;
             self.attend_layer(il, kv, st, batch, obs.as_mut())?;
+            // Last layer: only the rows whose output is wanted go on (llama.cpp's
+            // inp_out_ids): their attention output and residual move to the front.
+            if il + 1 == hp.n_layer && n_out_rows < n {
+                let r0 = out_rows.start;
+                be.copy(&st.attn, r0 * n_q, &mut st.q, 0, n_out_rows * n_q).map_err(e)?;
+                be.copy(&st.q, 0, &mut st.attn, 0, n_out_rows * n_q).map_err(e)?;
+                be.copy(&st.x, r0 * n_embd, &mut st.xn, 0, n_out_rows * n_embd).map_err(e)?;
+                be.copy(&st.xn, 0, &mut st.x, 0, n_out_rows * n_embd).map_err(e)?;
+                n = n_out_rows;
+            }
             be.matmul(&lw.attn_output, &st.attn, n, &mut st.proj, &mut st.scratch).map_err(e)?;
             be.add(&mut st.x, n * n_embd, &st.proj, n * n_embd).map_err(e)?;
 
@@ -105,8 +121,9 @@ impl<'a, B: Backend> Model<'a, B> {
             be.add(&mut st.x, n * n_embd, &st.proj, n * n_embd).map_err(e)?;
         }
         st.n_tokens = n;
+        st.row0 = out_rows.start;
         if let Some(o) = obs.filter(|o| o.attention) {
-            o.stats.count(n);
+            o.stats.count(n_batch);
         }
         Ok(())
     }
@@ -122,12 +139,15 @@ impl<'a, B: Backend> Model<'a, B> {
         let hp = &self.hparams;
         let be = self.backend;
         let e = backend_err;
-        if rows.end > st.n_tokens || rows.start > rows.end {
+        if rows.start < st.row0 || rows.end > st.row0 + st.n_tokens || rows.start > rows.end {
             return Err(ModelError::Batch(format!(
-                "logits of rows {rows:?}, last batch had {} tokens",
-                st.n_tokens
+                "logits of rows {rows:?}, the last forward kept rows {}..{}",
+                st.row0,
+                st.row0 + st.n_tokens
             )));
         }
+        // Row indices of the batch -> rows kept at the front of `x`.
+        let rows = rows.start - st.row0..rows.end - st.row0;
         if out.len() != rows.len() * hp.n_vocab {
             return Err(ModelError::Batch(format!(
                 "logits output holds {}, {} rows of {} needed",

@@ -120,6 +120,9 @@ pub struct ForwardBatch<'b> {
     pub selection: Option<Selection<'b>>,
     /// APE rescaling of the keys in these groups (query-side batches only).
     pub ape: Option<(&'b [Range<usize>], ApeParams)>,
+    /// Rows whose final hidden state is wanted (for logits); `None` = all. The last layer's
+    /// output projection and feed-forward run only for these.
+    pub out_rows: Option<Range<usize>>,
 }
 
 impl<'b> ForwardBatch<'b> {
@@ -131,7 +134,16 @@ impl<'b> ForwardBatch<'b> {
         n_kv: usize,
         mask: AttnMask<'b>,
     ) -> Self {
-        ForwardBatch { tokens, positions, cell0, n_kv, mask, selection: None, ape: None }
+        ForwardBatch {
+            tokens,
+            positions,
+            cell0,
+            n_kv,
+            mask,
+            selection: None,
+            ape: None,
+            out_rows: None,
+        }
     }
 }
 
@@ -159,8 +171,10 @@ impl Selection<'_> {
 pub struct ForwardState<B: Backend> {
     n_batch: usize,
     n_out: usize,
-    /// tokens in the last forward
+    /// rows of the last forward kept at its end (its `out_rows`)
     n_tokens: usize,
+    /// batch row of the first kept row
+    row0: usize,
     /// f32 [n_batch, n_embd]: the residual stream
     x: B::Buf,
     /// f32 [n_batch, n_embd]: normed input of a sub-block
@@ -209,6 +223,7 @@ impl<B: Backend> ForwardState<B> {
             n_batch,
             n_out,
             n_tokens: 0,
+            row0: 0,
             x: a(n_batch * hp.n_embd)?,
             xn: a(n_batch * hp.n_embd)?,
             q: a(n_batch * hp.n_embd_q())?,
@@ -234,8 +249,8 @@ impl<B: Backend> ForwardState<B> {
         self.n_batch
     }
 
-    /// Tokens in the last forward (rows available to [`Model::logits`]).
-    pub fn n_tokens(&self) -> usize {
-        self.n_tokens
+    /// Rows the last forward kept (its `out_rows`, available to [`Model::logits`]).
+    pub fn out_rows(&self) -> Range<usize> {
+        self.row0..self.row0 + self.n_tokens
     }
 }
