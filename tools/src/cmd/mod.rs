@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chat;
 pub mod common;
+pub mod data;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;
