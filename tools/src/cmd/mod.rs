@@ -4,6 +4,8 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod data;
+pub mod entropy;
+pub mod eval;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;

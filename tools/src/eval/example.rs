@@ -93,16 +93,6 @@ impl SinkKind {
 }
 
 impl Example {
-    /// How many pieces this context can be split into at most (P beyond it leaves a piece
-    /// empty, which the layout rejects).
-    pub fn max_pieces(&self) -> usize {
-        match &self.context {
-            Context::Units { units, .. } => units.len(),
-            Context::Text(_) => usize::MAX,
-            Context::Tokens(t) => t.len(),
-        }
-    }
-
     /// The request for `p` pieces, with the sink text when `sink` is `Some`.
     pub fn request(
         &self,

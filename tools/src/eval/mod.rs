@@ -3,6 +3,7 @@
 //! files, reports and plots.
 
 pub mod example;
+pub mod full;
 pub mod plot;
 pub mod report;
 pub mod results;

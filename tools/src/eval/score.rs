@@ -64,10 +64,6 @@ impl NllSum {
     pub fn mean(&self) -> f64 {
         self.nll / self.count.max(1) as f64
     }
-
-    pub fn ppl(&self) -> f64 {
-        self.mean().exp()
-    }
 }
 
 /// Mean and a 95 % interval of a set of per-example values.
@@ -157,7 +153,7 @@ mod tests {
         s.add_logits(&[0.0; 4], 3);
         assert_eq!(s.count, 2);
         assert!((s.nll - 2.0 * 4f64.ln()).abs() < 1e-9);
-        assert!((s.ppl() - 4.0).abs() < 1e-9);
+        assert!((s.mean().exp() - 4.0).abs() < 1e-9);
         // logits [ln 3, 0]: p(token 0) = 3/4.
         let mut t = NllSum::default();
         t.add_logits(&[3f32.ln(), 0.0], 0);
