@@ -21,7 +21,7 @@ pub const LM_SINK: &str =
 pub enum Deal {
     /// Unit i goes to piece i mod P (demonstrations, documents: every piece gets a mix).
     RoundRobin,
-    /// Units in order, ceil(n / P) per piece, the last piece shorter (a JSON object's pairs).
+    /// Units in order, P balanced runs, longer ones first (a JSON object's pairs).
     Contiguous,
 }
 
@@ -138,22 +138,24 @@ pub fn deal_units(units: &[String], p: usize, deal: Deal) -> Vec<String> {
             }
         }
         Deal::Contiguous => {
-            let per = units.len().div_ceil(p);
-            for (i, u) in units.iter().enumerate() {
-                pieces[(i / per.max(1)).min(p - 1)].push_str(u);
+            for (j, piece) in pieces.iter_mut().enumerate() {
+                piece.extend(units[bound(j, units.len(), p)..bound(j + 1, units.len(), p)].iter().map(String::as_str));
             }
         }
     }
     pieces
 }
 
-/// `p` contiguous chunks of ceil(n / p) tokens, the last one shorter (PAPER.md §6); a chunk is
-/// empty only when n < p, which [`Example::request`] rejects.
+/// `p` contiguous chunks whose lengths differ by at most one, longer ones first (so the last
+/// is the shortest, as in PAPER.md §6, and no chunk is empty while n >= p; an empty chunk,
+/// n < p, is rejected by [`Example::request`]).
 pub fn split_tokens(tokens: &[u32], p: usize) -> Vec<Vec<u32>> {
-    let per = tokens.len().div_ceil(p).max(1);
-    let mut out: Vec<Vec<u32>> = tokens.chunks(per).map(<[u32]>::to_vec).collect();
-    out.resize(p, Vec::new());
-    out
+    (0..p).map(|j| tokens[bound(j, tokens.len(), p)..bound(j + 1, tokens.len(), p)].to_vec()).collect()
+}
+
+/// Start of chunk `j` of `n` items in `p` balanced contiguous chunks: ceil(j * n / p).
+fn bound(j: usize, n: usize, p: usize) -> usize {
+    (j * n).div_ceil(p)
 }
 
 /// `k` distinct indices from 0..n in random order (partial Fisher-Yates).
@@ -199,6 +201,7 @@ mod tests {
         let u = units(5);
         assert_eq!(deal_units(&u, 2, Deal::RoundRobin), ["0;2;4;", "1;3;"]);
         assert_eq!(deal_units(&u, 2, Deal::Contiguous), ["0;1;2;", "3;4;"]);
+        assert_eq!(deal_units(&units(6), 4, Deal::Contiguous), ["0;1;", "2;3;", "4;", "5;"]);
         assert_eq!(deal_units(&u, 1, Deal::RoundRobin), ["0;1;2;3;4;"]);
         // Every unit lands exactly once, whatever P.
         for p in 1..=5 {
@@ -212,7 +215,9 @@ mod tests {
     fn split_tokens_last_chunk_shorter() {
         let t: Vec<u32> = (0..10).collect();
         let s = split_tokens(&t, 3);
-        assert_eq!(s, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+        assert_eq!(s, vec![vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]);
+        // 9 tokens in 4 chunks: none empty (ceil-sized chunks would give 3, 3, 3, 0).
+        assert!(split_tokens(&t[..9], 4).iter().all(|c| c.len() == 2 || c.len() == 3));
         assert_eq!(split_tokens(&t, 1), vec![t.clone()]);
         assert_eq!(split_tokens(&t[..2], 3)[2], Vec::<u32>::new());
     }

