@@ -14,7 +14,7 @@
 use half::f16;
 use std::ops::Range;
 use weft::layout::{Layout, LayoutConfig, MaskRanges, Request};
-use weft::ops::{reference, AttnExtras, AttnMask, AttnParams};
+use weft::ops::{reference, ApeParams, AttnExtras, AttnMask, AttnParams};
 use weft::selection::{select_pieces, Pooling};
 use weft_cpu::{Cpu, CpuConfig, CpuLevel};
 use weft_tests::Rng;
@@ -78,9 +78,22 @@ impl Case {
     }
 
     fn run(&self, cpu: Option<&Cpu>, mask: &AttnMask<'_>, pieces: &[Range<usize>]) -> Outputs {
+        self.run_opts(cpu, mask, pieces, None, false)
+    }
+
+    /// `run` with APE over the pieces and/or the scoring-only mode (`out` starts as NaN:
+    /// scoring must leave it untouched).
+    fn run_opts(
+        &self,
+        cpu: Option<&Cpu>,
+        mask: &AttnMask<'_>,
+        pieces: &[Range<usize>],
+        ape: Option<ApeParams>,
+        scores_only: bool,
+    ) -> Outputs {
         let rows = self.n_q * self.p.n_head;
         let mut o = Outputs {
-            out: vec![0.0; rows * self.p.head_dim],
+            out: vec![if scores_only { f32::NAN } else { 0.0 }; rows * self.p.head_dim],
             scores: vec![0.0; rows * pieces.len()],
             entropy: vec![0.0; rows],
             abs: vec![0.0; rows],
@@ -89,6 +102,8 @@ impl Case {
             group_scores: Some((pieces, &mut o.scores)),
             entropy: Some(&mut o.entropy),
             mean_abs_logit: Some(&mut o.abs),
+            scores_only,
+            ape: ape.map(|a| (pieces, a)),
         };
         let (q, k, v, p) = (&self.q, &self.k, &self.v, &self.p);
         match cpu {
@@ -429,4 +444,56 @@ fn no_extras_is_plain_attention_and_bad_extras_are_errors() {
     let mut ent = vec![0.0; 26];
     let mut ex = AttnExtras { entropy: Some(&mut ent), ..Default::default() };
     assert!(cpu.attention_ext(&c.q, &c.k, &c.v, &p, &mask, &mut ex, &mut out).is_err());
+}
+
+#[test]
+fn ape_and_scoring_pass_match_reference() {
+    let mut rng = Rng(23);
+    let shapes: [(usize, &[usize], usize); 3] =
+        [(4, &[3, 5], 3), (7, &[70, 2, 61, 130], 5), (0, &[1, 9, 65], 2)];
+    let ape = ApeParams { temperature: 0.9, scale: 0.9 };
+    for p in geometries() {
+        for (sink, lens, n_query) in shapes {
+            let l = layout(sink, lens, n_query);
+            let c = Case::new(&mut rng, p, n_query, l.n_cells(), 1.5);
+            let what = format!("{}/{} sink {sink} pieces {lens:?}", p.n_head, p.n_head_kv);
+            let keep: Vec<bool> = (0..l.n_pieces()).map(|i| i != 1).collect();
+            for m in
+                [l.attn_mask_for_query(None).unwrap(), l.attn_mask_for_query(Some(&keep)).unwrap()]
+            {
+                let mask = m.as_mask();
+                let want = c.run_opts(None, &mask, l.pieces(), Some(ape), false);
+                let score_want = c.run(None, &mask, l.pieces());
+                for (level, one, two) in backends() {
+                    let what = format!("{what} [{level:?}] ranges {:?}", m.ranges);
+                    let a = c.run_opts(Some(&one), &mask, l.pieces(), Some(ape), false);
+                    let b = c.run_opts(Some(&two), &mask, l.pieces(), Some(ape), false);
+                    assert_nmse(&a.out, &want.out, 1e-9, &format!("{what} ape out"));
+                    assert_abs(&a.scores, &want.scores, 2e-5, &format!("{what} ape scores"));
+                    assert_abs(&a.entropy, &want.entropy, 2e-4, &format!("{what} ape entropy"));
+                    assert_nmse(&a.abs, &want.abs, 1e-11, &format!("{what} ape |logit|"));
+                    assert_bits_eq(&a.out, &b.out, &format!("{what} ape 1 vs 2 threads"));
+                    // Scoring pass: same scores as the full pass, output untouched.
+                    let s = c.run_opts(Some(&one), &mask, l.pieces(), None, true);
+                    let full = c.run(Some(&one), &mask, l.pieces());
+                    assert_bits_eq(&s.scores, &full.scores, &format!("{what} scoring pass"));
+                    assert_abs(&s.scores, &score_want.scores, 2e-5, &format!("{what} scores"));
+                    assert!(s.out.iter().all(|v| v.is_nan()), "{what}: scoring wrote out");
+                }
+            }
+        }
+    }
+    // T = S = 1 is plain attention (one softmax over both blocks), up to rounding.
+    let l = layout(5, &[12, 30], 3);
+    let p = geometries()[0];
+    let c = Case::new(&mut rng, p, 3, l.n_cells(), 1.5);
+    let m = l.attn_mask_for_query(None).unwrap();
+    let unit = ApeParams { temperature: 1.0, scale: 1.0 };
+    for (_, one, _) in backends() {
+        let a = c.run_opts(Some(&one), &m.as_mask(), l.pieces(), Some(unit), false);
+        let b = c.run(Some(&one), &m.as_mask(), l.pieces());
+        assert_nmse(&a.out, &b.out, 1e-10, "ape T=S=1 out");
+        assert_abs(&a.entropy, &b.entropy, 1e-4, "ape T=S=1 entropy");
+        assert_abs(&a.scores, &b.scores, 1e-6, "ape T=S=1 scores");
+    }
 }

@@ -12,7 +12,7 @@
 //! batch and a smaller batch uses their leading rows.
 
 use crate::gguf::TensorView;
-use crate::ops::{AttnMask, AttnParams, RopeParams};
+use crate::ops::{AttnExtras, AttnMask, AttnParams, RopeParams};
 use crate::GgmlType;
 
 /// A compute backend: buffer types, transfers and the model op set.
@@ -128,5 +128,37 @@ pub trait Backend {
         p: &AttnParams,
         mask: &AttnMask<'_>,
         out: &mut Self::Buf,
+    ) -> Result<(), Self::Error>;
+
+    /// [`Backend::attention`] with the optional outputs of `extras` (per-piece group scores,
+    /// entropy, mean |logit|; host slices), a scoring-only mode that leaves `out` untouched,
+    /// and APE's piece-block rescaling. With nothing requested it must equal `attention`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_ext(
+        &self,
+        q: &Self::Buf,
+        n_q: usize,
+        k: &Self::KvBuf,
+        v: &Self::KvBuf,
+        n_kv: usize,
+        p: &AttnParams,
+        mask: &AttnMask<'_>,
+        extras: &mut AttnExtras<'_>,
+        out: &mut Self::Buf,
+    ) -> Result<(), Self::Error>;
+
+    /// `dst = cache[offset .. offset + dst.len()]` (f16; the document cache's read-back).
+    fn kv_read(
+        &self,
+        cache: &Self::KvBuf,
+        offset: usize,
+        dst: &mut [half::f16],
+    ) -> Result<(), Self::Error>;
+    /// `cache[offset .. offset + src.len()] = src` (f16; a document cache hit).
+    fn kv_write(
+        &self,
+        src: &[half::f16],
+        cache: &mut Self::KvBuf,
+        offset: usize,
     ) -> Result<(), Self::Error>;
 }

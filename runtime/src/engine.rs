@@ -108,6 +108,14 @@ pub enum EngineError {
     KvCache(#[from] KvCacheError),
     #[error("empty prompt: at least one token is needed to compute logits")]
     EmptyPrompt,
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    #[error(transparent)]
+    DocCache(#[from] crate::doc_cache::DocCacheError),
+    #[error("{0}")]
+    Config(crate::ops::OpsError),
+    #[error("nothing encoded yet: call encode before decode")]
+    NothingEncoded,
 }
 
 /// A model, its KV cache and forward state, running one ordinary causal sequence: cell i holds
@@ -225,13 +233,13 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
             self.metas.clear();
             self.metas.extend(self.positions.iter().map(|&p| CellMeta::shared(p)));
             self.kv.push(&self.metas)?;
-            let batch = ForwardBatch {
-                tokens: chunk,
-                positions: &self.positions,
+            let batch = ForwardBatch::new(
+                chunk,
+                &self.positions,
                 cell0,
-                n_kv: cell0 + chunk.len(),
-                mask: AttnMask::Causal { n_past: cell0 },
-            };
+                cell0 + chunk.len(),
+                AttnMask::Causal { n_past: cell0 },
+            );
             if let Err(e) = self.model.forward(&mut self.kv, &mut self.st, &batch) {
                 // The cells were claimed but never written: give them back.
                 self.kv.truncate(cell0);

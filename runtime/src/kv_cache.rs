@@ -140,4 +140,35 @@ impl<B: Backend> KvCache<B> {
     pub fn n_layer(&self) -> usize {
         self.k.len()
     }
+
+    /// Copies the K and V of `cells` of every layer to the host: `dst` is f16
+    /// [2, n_layer, cells.len(), row_len] (all K layers, then all V layers).
+    pub fn read_cells(
+        &self,
+        backend: &B,
+        cells: Range<usize>,
+        dst: &mut [half::f16],
+    ) -> Result<(), B::Error> {
+        let n = cells.len() * self.row_len;
+        let off = cells.start * self.row_len;
+        for (buf, d) in self.k.iter().chain(&self.v).zip(dst.chunks_mut(n.max(1))) {
+            backend.kv_read(buf, off, d)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `src` (laid out as in [`KvCache::read_cells`]) into `cells` of every layer.
+    pub fn write_cells(
+        &mut self,
+        backend: &B,
+        cells: Range<usize>,
+        src: &[half::f16],
+    ) -> Result<(), B::Error> {
+        let n = cells.len() * self.row_len;
+        let off = cells.start * self.row_len;
+        for (buf, s) in self.k.iter_mut().chain(self.v.iter_mut()).zip(src.chunks(n.max(1))) {
+            backend.kv_write(s, buf, off)?;
+        }
+        Ok(())
+    }
 }

@@ -133,6 +133,10 @@ pub enum LayoutError {
     KeepRows { got: usize, n_rows: usize },
     #[error("rows at cells {first}..{end} are not query-side cells (query starts at {query_start}, n_ctx {n_ctx})")]
     BadRows { first: usize, end: usize, query_start: usize, n_ctx: usize },
+    #[error(
+        "rows at cells {first}..{end} are not sink or piece cells (query starts at {query_start})"
+    )]
+    NotContextRows { first: usize, end: usize, query_start: usize },
 }
 
 /// What a cell holds.
@@ -183,12 +187,12 @@ impl MaskRanges {
         self.offsets.len().saturating_sub(1) / self.n_head.unwrap_or(1).max(1)
     }
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { n_head: None, offsets: vec![0], ranges: Vec::new() }
     }
 
     /// Appends `r` to the row being built, merging it with the previous range when they touch.
-    fn push(&mut self, r: Range<usize>) {
+    pub(crate) fn push(&mut self, r: Range<usize>) {
         if r.is_empty() {
             return;
         }
@@ -204,7 +208,7 @@ impl MaskRanges {
         self.ranges.push(r);
     }
 
-    fn end_row(&mut self) {
+    pub(crate) fn end_row(&mut self) {
         self.offsets.push(self.ranges.len());
     }
 }
@@ -424,6 +428,32 @@ impl Layout {
             m.end_row();
         }
         m
+    }
+
+    /// Mask of `n_rows` sink or piece rows at cells `first..first + n_rows` (one batch of
+    /// the encoding before the query; it may span several pieces): a sink row sees the sink
+    /// up to itself, a piece row the whole sink and its own piece up to itself.
+    pub fn attn_mask_for_context_rows(
+        &self,
+        first: usize,
+        n_rows: usize,
+    ) -> Result<MaskRanges, LayoutError> {
+        let end = first.saturating_add(n_rows);
+        if end > self.query.start {
+            return Err(LayoutError::NotContextRows { first, end, query_start: self.query.start });
+        }
+        let mut m = MaskRanges::new();
+        for row in first..end {
+            match self.cells[row].piece {
+                None => m.push(0..row + 1),
+                Some(p) => {
+                    m.push(self.sink());
+                    m.push(self.pieces[p as usize].start..row + 1);
+                }
+            }
+            m.end_row();
+        }
+        Ok(m)
     }
 
     /// Mask of the query batch: each row sees the sink, the kept pieces (all when `keep` is

@@ -5,6 +5,7 @@
 //! depend on it, never the reverse.
 
 pub mod backend;
+pub mod doc_cache;
 pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
@@ -12,7 +13,9 @@ pub mod kv_cache;
 pub mod layout;
 pub mod manifest;
 pub mod model;
+pub mod observer;
 pub mod ops;
+pub mod parallel;
 pub mod perplexity;
 pub mod quant;
 pub mod sampling;

@@ -326,12 +326,13 @@ impl<'a> AttnMask<'a> {
 /// The probabilities are those of the call's mask, i.e. after selection when the mask
 /// omits dropped pieces.
 ///
-/// APE hook (not implemented): APE divides query->piece logits by a temperature T and
-/// scales the piece block's log-sum-exp by S*T. Both are per-key-range changes a kernel can
-/// apply in the same block loop: a per-range logit scale (the piece ranges below, with a
-/// factor 1/T) and a per-range additive log-weight (`ln S*T - ...` folded into the block's
-/// contribution to the running sum). A field `ape: Option<(f32, f32)>` applied to the
-/// `group_scores` ranges would carry it.
+/// `scores_only` turns the call into the scoring pass of selective attention: the extras
+/// are computed, V is never read and `out` is left as it was.
+///
+/// `ape` applies APE's rescaling (PAPER.md §7) to the keys inside its ranges (the pieces):
+/// they form one block whose logits are divided by the temperature T and whose
+/// log-sum-exp is multiplied by S*T before it is combined with the block of the other keys
+/// (sink, query). The extras then describe the combined distribution.
 #[derive(Debug, Default)]
 pub struct AttnExtras<'a> {
     /// Per-piece group scores: the piece key ranges (cells, non-empty, sorted, disjoint) and
@@ -342,12 +343,53 @@ pub struct AttnExtras<'a> {
     pub entropy: Option<&'a mut [f32]>,
     /// f32 [n_q, n_head]: mean |scaled logit| over each row's visible keys (scale diagnostic).
     pub mean_abs_logit: Option<&'a mut [f32]>,
+    /// Compute only the requested extras: `out` is not written and V is not read.
+    pub scores_only: bool,
+    /// APE: the piece key ranges (cells, sorted, disjoint) and T, S.
+    pub ape: Option<(&'a [Range<usize>], ApeParams)>,
+}
+
+/// APE's piece-block temperature and scale (APE's defaults: T = 0.9, S = 0.9).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ApeParams {
+    /// T: piece logits are divided by it.
+    pub temperature: f32,
+    /// S: the piece block's log-sum-exp is multiplied by S*T.
+    pub scale: f32,
+}
+
+impl Default for ApeParams {
+    fn default() -> Self {
+        ApeParams { temperature: 0.9, scale: 0.9 }
+    }
+}
+
+impl ApeParams {
+    /// Checks T and S are finite and positive.
+    pub fn validate(&self) -> Result<(), OpsError> {
+        let ok = |x: f32| x.is_finite() && x > 0.0;
+        if !ok(self.temperature) || !ok(self.scale) {
+            return Err(OpsError::new(
+                "ape",
+                format!(
+                    "temperature {} and scale {} must be finite and positive",
+                    self.temperature, self.scale
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AttnExtras<'_> {
-    /// Whether nothing is requested.
+    /// Whether no extra output is requested (`scores_only` and `ape` aside).
     pub fn is_empty(&self) -> bool {
         self.group_scores.is_none() && self.entropy.is_none() && self.mean_abs_logit.is_none()
+    }
+
+    /// Whether the call is plain attention.
+    pub fn is_plain(&self) -> bool {
+        self.is_empty() && !self.scores_only && self.ape.is_none()
     }
 
     /// Number of pieces (0 without group scores).
@@ -360,10 +402,7 @@ impl AttnExtras<'_> {
     pub fn check(&self, n_q: usize, n_head: usize, n_cells: usize) -> Result<(), OpsError> {
         let err = |d: String| Err(OpsError::new("attention extras", d));
         let rows = n_q * n_head;
-        if let Some((pieces, scores)) = &self.group_scores {
-            if pieces.is_empty() {
-                return err("group scores requested with no piece ranges".into());
-            }
+        let check_ranges = |pieces: &[Range<usize>]| {
             let mut prev_end = 0;
             for (m, r) in pieces.iter().enumerate() {
                 if r.start >= r.end || r.end > n_cells || (m > 0 && r.start < prev_end) {
@@ -374,6 +413,17 @@ impl AttnExtras<'_> {
                 }
                 prev_end = r.end;
             }
+            Ok(())
+        };
+        if let Some((pieces, ape)) = &self.ape {
+            ape.validate()?;
+            check_ranges(pieces)?;
+        }
+        if let Some((pieces, scores)) = &self.group_scores {
+            if pieces.is_empty() {
+                return err("group scores requested with no piece ranges".into());
+            }
+            check_ranges(pieces)?;
             if rows.checked_mul(pieces.len()) != Some(scores.len()) {
                 return err(format!(
                     "group scores have {} values, expected n_q {n_q} * n_head {n_head} * n_pieces {}",

@@ -10,7 +10,10 @@
 //! omitted, which equals zeroing their probabilities and renormalising. Sink and query keys
 //! are never part of any piece, so they are never dropped.
 
+use crate::layout::MaskRanges;
+use crate::ops::AttnMask;
 use std::fmt;
+use std::ops::Range;
 
 /// Probabilities summed per piece, per (token, head): the authors' `score_topk`.
 pub const SCORE_TOPK: usize = 5;
@@ -178,6 +181,54 @@ pub fn select_pieces(
     Ok(KeepSets { n_tokens, n_head, n_pieces, pooling, keep })
 }
 
+/// The mask of `n_q` rows after selection: `base` (a causal or per-row ranges mask) with
+/// the dropped key groups removed, per the keep sets of a selection over exactly those rows
+/// (`keep.n_tokens == n_q`, one set per `groups` entry). A per-row mask when the sets are
+/// pooled over heads, else a per-(row, head) mask. Keys outside every group (sink, query)
+/// are never removed. The model calls this without knowing what the groups are.
+pub fn mask_without_dropped(
+    base: &AttnMask<'_>,
+    n_q: usize,
+    groups: &[Range<usize>],
+    keep: &KeepSets,
+) -> MaskRanges {
+    let mut m = MaskRanges::new();
+    let n_head = if keep.per_token() { 1 } else { keep.n_head };
+    if !keep.per_token() {
+        m.n_head = Some(n_head);
+    }
+    for i in 0..n_q {
+        for h in 0..n_head {
+            let kept = keep.get(i, h);
+            // Dropped groups, in cell order (groups are sorted and disjoint).
+            let mut dropped = groups.iter().zip(kept).filter(|(_, &k)| !k).map(|(g, _)| g);
+            let mut d = dropped.next();
+            for r in base.row_head(i, h).iter() {
+                let mut c = r.start;
+                while c < r.end {
+                    while d.is_some_and(|g| g.end <= c) {
+                        d = dropped.next();
+                    }
+                    match d {
+                        Some(g) if g.start <= c => c = g.end.min(r.end),
+                        Some(g) => {
+                            let e = g.start.min(r.end);
+                            m.push(c..e);
+                            c = e;
+                        }
+                        None => {
+                            m.push(c..r.end);
+                            c = r.end;
+                        }
+                    }
+                }
+            }
+            m.end_row();
+        }
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +305,28 @@ mod tests {
             select_pieces(&[0.0, f32::NAN], 1, 1, 2, Pooling::None, 1),
             Err(SelectionError::NaN { index: 1 })
         );
+    }
+
+    #[test]
+    fn dropped_groups_leave_the_mask() {
+        // Sink 0..2, pieces 2..5 and 5..9, query 9..11 (two rows).
+        let groups = [2..5, 5..9];
+        let offsets = [0, 1, 2];
+        let ranges = [0..10, 0..11];
+        let base = AttnMask::Ranges { offsets: &offsets, ranges: &ranges };
+        let k = select_pieces(&[0.1, 0.9, 0.2, 0.8], 2, 1, 2, Pooling::HeadsTokens, 1).unwrap();
+        let m = mask_without_dropped(&base, 2, &groups, &k);
+        assert_eq!(m.n_head, None);
+        assert_eq!(m.offsets, vec![0, 2, 4]);
+        assert_eq!(m.ranges, vec![0..2, 5..10, 0..2, 5..11]);
+        // Per head, causal base: head 0 keeps piece 0, head 1 keeps piece 1.
+        let k = select_pieces(&[0.9, 0.1, 0.2, 0.8], 1, 2, 2, Pooling::None, 1).unwrap();
+        let m = mask_without_dropped(&AttnMask::Causal { n_past: 10 }, 1, &groups, &k);
+        assert_eq!(m.n_head, Some(2));
+        assert_eq!(m.ranges, vec![0..5, 9..11, 0..2, 5..11]);
+        // Keeping everything gives the base back.
+        let k = select_pieces(&[0.9, 0.1], 1, 1, 2, Pooling::None, 2).unwrap();
+        let m = mask_without_dropped(&base, 1, &groups, &k);
+        assert_eq!(m.ranges, vec![0..10]);
     }
 }

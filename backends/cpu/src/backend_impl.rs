@@ -6,7 +6,7 @@ use crate::{Cpu, CpuError};
 use half::f16;
 use weft::backend::Backend;
 use weft::gguf::TensorView;
-use weft::ops::{AttnMask, AttnParams, RopeParams};
+use weft::ops::{AttnExtras, AttnMask, AttnParams, RopeParams};
 use weft::GgmlType;
 
 fn shape(op: &'static str, detail: String) -> CpuError {
@@ -207,5 +207,45 @@ impl Backend for Cpu {
         let v = head("attention", v, kv_len)?;
         let out = head_mut("attention", out, q_len)?;
         Cpu::attention(self, q, k, v, p, mask, out)
+    }
+
+    fn attention_ext(
+        &self,
+        q: &Vec<f32>,
+        n_q: usize,
+        k: &Vec<f16>,
+        v: &Vec<f16>,
+        n_kv: usize,
+        p: &AttnParams,
+        mask: &AttnMask<'_>,
+        extras: &mut AttnExtras<'_>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), CpuError> {
+        let q_len = n_q * p.n_head * p.head_dim;
+        let kv_len = n_kv * p.n_head_kv * p.head_dim;
+        let q = head("attention", q, q_len)?;
+        let k = head("attention", k, kv_len)?;
+        let v = head("attention", v, kv_len)?;
+        let out = head_mut("attention", out, q_len)?;
+        Cpu::attention_ext(self, q, k, v, p, mask, extras, out)
+    }
+
+    fn kv_read(&self, cache: &Vec<f16>, offset: usize, dst: &mut [f16]) -> Result<(), CpuError> {
+        let end = offset + dst.len();
+        let s = cache.get(offset..end).ok_or_else(|| {
+            shape("kv_read", format!("range {offset}..{end} past cache of {}", cache.len()))
+        })?;
+        dst.copy_from_slice(s);
+        Ok(())
+    }
+
+    fn kv_write(&self, src: &[f16], cache: &mut Vec<f16>, offset: usize) -> Result<(), CpuError> {
+        let end = offset + src.len();
+        let n = cache.len();
+        let d = cache
+            .get_mut(offset..end)
+            .ok_or_else(|| shape("kv_write", format!("range {offset}..{end} past cache of {n}")))?;
+        d.copy_from_slice(src);
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@
 use super::{backend_err, ForwardBatch, ForwardState, Model, ModelError};
 use crate::backend::Backend;
 use crate::kv_cache::KvCache;
+use crate::observer::ForwardObserver;
 use std::ops::Range;
 
 impl<'a, B: Backend> Model<'a, B> {
@@ -24,6 +25,17 @@ impl<'a, B: Backend> Model<'a, B> {
         kv: &mut KvCache<B>,
         st: &mut ForwardState<B>,
         batch: &ForwardBatch<'_>,
+    ) -> Result<(), ModelError> {
+        self.forward_observed(kv, st, batch, None)
+    }
+
+    /// [`Model::forward`] recording attention statistics into `obs` (when given).
+    pub fn forward_observed(
+        &self,
+        kv: &mut KvCache<B>,
+        st: &mut ForwardState<B>,
+        batch: &ForwardBatch<'_>,
+        mut obs: Option<ForwardObserver<'_>>,
     ) -> Result<(), ModelError> {
         let hp = &self.hparams;
         let be = self.backend;
@@ -74,21 +86,13 @@ impl<'a, B: Backend> Model<'a, B> {
             }
             be.rope(&mut st.q, hp.n_head, batch.positions, &self.rope).map_err(e)?;
             be.rope(&mut st.k, hp.n_head_kv, batch.positions, &self.rope).map_err(e)?;
+            if let Some(o) = obs.as_mut() {
+                self.observe_qk(il, st, n, o)?;
+            }
             let (k_cache, v_cache) = kv.layer_mut(il);
             be.kv_store(k_cache, batch.cell0, n_kv_row, &st.k, n).map_err(e)?;
             be.kv_store(v_cache, batch.cell0, n_kv_row, &st.v, n).map_err(e)?;
-            let (k_cache, v_cache) = kv.layer(il);
-            be.attention(
-                &st.q,
-                n,
-                k_cache,
-                v_cache,
-                batch.n_kv,
-                &self.attn,
-                &batch.mask,
-                &mut st.attn,
-            )
-            .map_err(e)?;
+            self.attend_layer(il, kv, st, batch, obs.as_mut())?;
             be.matmul(&lw.attn_output, &st.attn, n, &mut st.proj, &mut st.scratch).map_err(e)?;
             be.add(&mut st.x, n * n_embd, &st.proj, n * n_embd).map_err(e)?;
 
@@ -101,6 +105,9 @@ impl<'a, B: Backend> Model<'a, B> {
             be.add(&mut st.x, n * n_embd, &st.proj, n * n_embd).map_err(e)?;
         }
         st.n_tokens = n;
+        if let Some(o) = obs.filter(|o| o.attention) {
+            o.stats.count(n);
+        }
         Ok(())
     }
 

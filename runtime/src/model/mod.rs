@@ -3,18 +3,22 @@
 //! A model consumes token ids, their RoPE positions, the cache cells that receive their K/V and
 //! an attention mask; it knows nothing of pieces, prompts or sampling (DESIGN principle 4).
 
+mod attend;
 mod hparams;
 mod llama;
 mod weights;
 
+pub use crate::observer::{AttnStats, ForwardObserver};
 pub use hparams::{Arch, HParams};
 pub use weights::{LayerWeights, Weights};
 
 use crate::backend::Backend;
 use crate::gguf::{GgufError, GgufFile};
 use crate::kv_cache::KvCacheError;
-use crate::ops::{AttnMask, AttnParams, RopeParams, RopeStyle};
+use crate::ops::{ApeParams, AttnMask, AttnParams, RopeParams, RopeStyle};
+use crate::selection::Pooling;
 use crate::GgmlType;
+use std::ops::Range;
 
 /// Errors while loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum ModelError {
     KvCache(#[from] KvCacheError),
     #[error("batch: {0}")]
     Batch(String),
+    #[error("selection: {0}")]
+    Selection(#[from] crate::selection::SelectionError),
     #[error("token id {id} out of range (n_vocab {n_vocab})")]
     TokenOutOfRange { id: u32, n_vocab: usize },
 }
@@ -109,6 +115,43 @@ pub struct ForwardBatch<'b> {
     pub n_kv: usize,
     /// Which cells each token sees (cell indices).
     pub mask: AttnMask<'b>,
+    /// Selective attention over key groups, for every row of the batch (query-side
+    /// batches only); `None` = off.
+    pub selection: Option<Selection<'b>>,
+    /// APE rescaling of the keys in these groups (query-side batches only).
+    pub ape: Option<(&'b [Range<usize>], ApeParams)>,
+}
+
+impl<'b> ForwardBatch<'b> {
+    /// A batch with a mask and no selection or APE.
+    pub fn new(
+        tokens: &'b [u32],
+        positions: &'b [i32],
+        cell0: usize,
+        n_kv: usize,
+        mask: AttnMask<'b>,
+    ) -> Self {
+        ForwardBatch { tokens, positions, cell0, n_kv, mask, selection: None, ape: None }
+    }
+}
+
+/// Selective attention (PAPER.md §4) as the model sees it: key groups and a keep rule. In
+/// every layer the backend scores each group (sum of the top-5 probabilities), the scores
+/// are pooled, the `top_k` best groups are kept and attention runs without the others.
+#[derive(Clone, Copy, Debug)]
+pub struct Selection<'b> {
+    /// Key groups: cell ranges, sorted and disjoint (the pieces).
+    pub groups: &'b [Range<usize>],
+    /// Groups kept (0 or at least the number of groups: everything is kept).
+    pub top_k: usize,
+    pub pooling: Pooling,
+}
+
+impl Selection<'_> {
+    /// Whether this selection can drop anything.
+    pub fn is_active(&self) -> bool {
+        self.top_k > 0 && self.top_k < self.groups.len()
+    }
 }
 
 /// Preallocated activations for batches of up to `n_batch` tokens (llama2.c's RunState): no
@@ -143,6 +186,13 @@ pub struct ForwardState<B: Backend> {
     /// f32 [n_out, n_vocab]
     logits: B::Buf,
     scratch: B::Scratch,
+    /// f32 [n_tokens, n_head, n_groups]: selection's group scores (host; grown on demand)
+    sel_scores: Vec<f32>,
+    /// f32 [n_tokens, n_head]: observer entropy and mean |logit| (host; grown on demand)
+    obs_entropy: Vec<f32>,
+    obs_abs_logit: Vec<f32>,
+    /// f32 [n_tokens, n_head * head_dim]: observer's host copy of q or k rows
+    obs_rows: Vec<f32>,
 }
 
 impl<B: Backend> ForwardState<B> {
@@ -172,6 +222,10 @@ impl<B: Backend> ForwardState<B> {
             out_xn: a(n_out * hp.n_embd)?,
             logits: a(n_out * hp.n_vocab)?,
             scratch: be.alloc_scratch(n_batch, max_cols).map_err(backend_err)?,
+            sel_scores: Vec::new(),
+            obs_entropy: Vec::new(),
+            obs_abs_logit: Vec::new(),
+            obs_rows: Vec::new(),
         })
     }
 

@@ -163,7 +163,10 @@ pub fn attention(
 
 /// [`attention`] plus its optional outputs, from each row's materialised probabilities
 /// (f64): group scores = sum of the 5 largest probabilities over each piece's visible keys,
-/// entropy = `-sum p ln p`, mean |logit| over the visible keys.
+/// entropy = `-sum p ln p`, mean |logit| over the visible keys. With `ape`, the keys inside
+/// its ranges form a block whose logits are divided by T and whose log-sum-exp is scaled by
+/// S*T; the probabilities are those of the two blocks combined. With `scores_only`, `out`
+/// is left as it was.
 pub fn attention_extras(
     q: &[f32],
     k: &[f16],
@@ -175,16 +178,25 @@ pub fn attention_extras(
 ) -> Result<(), OpsError> {
     let (n_q, n_cells) = p.check(q.len(), k.len(), v.len(), out.len(), mask)?;
     extras.check(n_q, p.n_head, n_cells)?;
-    attention(q, k, v, p, mask, out)?;
     let hd = p.head_dim;
     let kv_row = p.n_head_kv * hd;
     let n_pieces = extras.n_pieces();
-    // f64 [n_cells]: logits then probabilities of one (row, head); NaN = not visible.
+    let ape = extras.ape;
+    // bool [n_cells]: whether a cell is in APE's piece block.
+    let mut in_ape = vec![false; n_cells];
+    if let Some((ranges, _)) = ape {
+        ranges.iter().flat_map(|r| r.clone()).for_each(|c| in_ape[c] = true);
+    }
+    // f64 [n_cells]: raw logits of one (row, head); NaN = not visible.
+    let mut raw = vec![f64::NAN; n_cells];
+    // f64 [n_cells]: probabilities of one (row, head); NaN = not visible.
     let mut prob = vec![f64::NAN; n_cells];
+    let mut acc = vec![0f64; hd];
     for i in 0..n_q {
         for h in 0..p.n_head {
             let ranges = mask.row_head(i, h);
             let item = i * p.n_head + h;
+            raw.fill(f64::NAN);
             prob.fill(f64::NAN);
             let qh = &q[item * hd..][..hd];
             let kvo = p.kv_head(h) * hd;
@@ -192,16 +204,44 @@ pub fn attention_extras(
             for c in cells() {
                 let kc = &k[c * kv_row + kvo..][..hd];
                 let dot: f64 = qh.iter().zip(kc).map(|(&a, &b)| a as f64 * b.to_f64()).sum();
-                prob[c] = dot * p.scale as f64;
+                raw[c] = dot * p.scale as f64;
             }
             let n_vis = cells().count() as f64;
             if let Some(m) = &mut extras.mean_abs_logit {
-                m[item] = (cells().map(|c| prob[c].abs()).sum::<f64>() / n_vis) as f32;
+                m[item] = (cells().map(|c| raw[c].abs()).sum::<f64>() / n_vis) as f32;
             }
-            let max = cells().map(|c| prob[c]).fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = cells().map(|c| (prob[c] - max).exp()).sum();
+            // Per block (0: other keys, 1: APE pieces): logits, lse, then probabilities.
+            let t = ape.map_or(1.0, |(_, a)| a.temperature as f64);
+            let st = ape.map_or(1.0, |(_, a)| (a.scale * a.temperature) as f64);
+            let logit = |c: usize| if in_ape[c] { raw[c] / t } else { raw[c] };
+            let mut lse = [f64::NEG_INFINITY; 2];
+            for (b, l) in lse.iter_mut().enumerate() {
+                let in_b = |c: &usize| in_ape[*c] == (b == 1);
+                let max = cells().filter(in_b).map(logit).fold(f64::NEG_INFINITY, f64::max);
+                if max > f64::NEG_INFINITY {
+                    *l = max
+                        + cells().filter(in_b).map(|c| (logit(c) - max).exp()).sum::<f64>().ln();
+                }
+            }
+            // Block weights: exp(lse_other) against exp(S*T*lse_pieces), normalised.
+            let a = [lse[0], lse[1] * st];
+            let m = a[0].max(a[1]);
+            let w = [(a[0] - m).exp(), (a[1] - m).exp()];
+            let wsum = w[0] + w[1];
             for c in cells() {
-                prob[c] = (prob[c] - max).exp() / sum;
+                let b = usize::from(in_ape[c]);
+                prob[c] = w[b] / wsum * (logit(c) - lse[b]).exp();
+            }
+            if !extras.scores_only {
+                acc.fill(0.0);
+                for c in cells() {
+                    for (a, &vv) in acc.iter_mut().zip(&v[c * kv_row + kvo..][..hd]) {
+                        *a += prob[c] * vv.to_f64();
+                    }
+                }
+                for (o, &a) in out[item * hd..][..hd].iter_mut().zip(&acc) {
+                    *o = a as f32;
+                }
             }
             if let Some(e) = &mut extras.entropy {
                 let ent: f64 =

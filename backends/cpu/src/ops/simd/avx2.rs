@@ -334,7 +334,7 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
-    attend_obs(h, ranges, out, &mut NoObserver);
+    attend_obs::<_, true>(h, ranges, out, &mut NoObserver);
 }
 
 /// `attend`, reporting every block's logits to `obs`.
@@ -345,12 +345,24 @@ pub(crate) fn attend_extras(
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs(h, ranges, out, obs)
+    attend_obs::<_, true>(h, ranges, out, obs)
+}
+
+/// `attend_extras` without the V pass: only the observer's outputs and the softmax state;
+/// `out` is not touched (the scoring pass of selective attention).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn score_extras(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut RowExtras<'_>,
+) -> OnlineSoftmax {
+    attend_obs::<_, false>(h, ranges, out, obs)
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn attend_obs<O: BlockObserver>(
+fn attend_obs<O: BlockObserver, const V: bool>(
     h: &AttnHead<'_>,
     ranges: &[Range<usize>],
     out: &mut [f32],
@@ -359,20 +371,28 @@ fn attend_obs<O: BlockObserver>(
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
     let mut s = [0f32; ATTN_BLOCK];
-    out.fill(0.0);
+    if V {
+        out.fill(0.0);
+    }
     for r in ranges {
         for (c, n) in blocks(r) {
             block_logits(h, h.block(h.k, c, n), n, &mut s);
             let prev = st;
             if let Some(f) = st.update(max_slice(&s[..n])) {
-                scale_slice(out, f);
+                if V {
+                    scale_slice(out, f);
+                }
             }
             obs.block(c, &s[..n], prev, st.max);
             st.sum += exp_sub_sum(&mut s[..n], st.max);
-            block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
+            if V {
+                block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
+            }
         }
     }
-    scale_slice(out, 1.0 / st.sum);
+    if V {
+        scale_slice(out, 1.0 / st.sum);
+    }
     st
 }
 
@@ -398,4 +418,6 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     attend: |h, ranges, out| unsafe { attend(h, ranges, out) },
     // SAFETY: see KERNELS.
     attend_extras: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
+    // SAFETY: see KERNELS.
+    score_extras: |h, ranges, out, obs| unsafe { score_extras(h, ranges, out, obs) },
 };

@@ -71,19 +71,44 @@ impl<'a> RowExtras<'a> {
         entropy: &mut f32,
         abs_logit: &mut f32,
     ) {
-        let sum = st.sum as f64;
-        let lse = st.max as f64 + sum.ln();
-        for (s, top) in scores.iter_mut().zip(self.top.iter()) {
-            let v: f64 =
-                top.iter().filter(|t| t.is_finite()).map(|&t| (t as f64 - lse).exp()).sum();
-            *s = v as f32;
-        }
+        self.scores(st, 1.0, scores);
         if self.entropy {
-            *entropy = (sum.ln() - self.ent_t / sum) as f32;
+            *entropy = self.entropy(st) as f32;
         }
         if self.abs_logit {
             *abs_logit = (self.abs_sum / self.n_keys.max(1) as f64) as f32;
         }
+    }
+
+    /// The block's log-sum-exp from its final softmax state.
+    pub fn lse(st: &OnlineSoftmax) -> f64 {
+        st.max as f64 + (st.sum as f64).ln()
+    }
+
+    /// `scores: f32 [n_pieces]` = `weight` times the sum of the top-5 probabilities of each
+    /// piece within this block (the block's own softmax).
+    pub fn scores(&self, st: &OnlineSoftmax, weight: f64, scores: &mut [f32]) {
+        let lse = Self::lse(st);
+        for (s, top) in scores.iter_mut().zip(self.top.iter()) {
+            let v: f64 =
+                top.iter().filter(|t| t.is_finite()).map(|&t| (t as f64 - lse).exp()).sum();
+            *s = (v * weight) as f32;
+        }
+    }
+
+    /// Entropy of the block's own softmax, `ln(sum) - T / sum` (0 when not gathered).
+    pub fn entropy(&self, st: &OnlineSoftmax) -> f64 {
+        let sum = st.sum as f64;
+        if self.entropy {
+            sum.ln() - self.ent_t / sum
+        } else {
+            0.0
+        }
+    }
+
+    /// Sum of |logit| over the keys seen and their count.
+    pub fn abs_sum(&self) -> (f64, usize) {
+        (self.abs_sum, self.n_keys)
     }
 }
 

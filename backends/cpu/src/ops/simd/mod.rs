@@ -21,6 +21,7 @@ pub(crate) mod scalar;
 pub(crate) const ATTN_BLOCK: usize = 64;
 
 /// One (query row, head) pair of an attention call, as the kernels see it.
+#[derive(Clone, Copy)]
 pub(crate) struct AttnHead<'a> {
     /// f32 [head_dim]: this head's query row, unscaled.
     pub q: &'a [f32],
@@ -109,6 +110,9 @@ pub(crate) struct Kernels {
     /// `attend` with an observer gathering the optional outputs; returns the final softmax
     /// state the observer's `finish` needs.
     pub attend_extras: AttendExtrasFn,
+    /// `attend_extras` without reading V or writing the output: the scoring pass of
+    /// selective attention (logits, log-sum-exp and the observer only).
+    pub score_extras: AttendExtrasFn,
 }
 
 /// (head, visible ranges, out, observer) -> final softmax state.

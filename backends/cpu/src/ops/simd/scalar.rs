@@ -78,7 +78,7 @@ pub(crate) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
-    attend_obs(h, ranges, out, &mut NoObserver);
+    attend_obs::<_, true>(h, ranges, out, &mut NoObserver);
 }
 
 /// `attend`, reporting every block's logits to `obs`.
@@ -88,11 +88,22 @@ pub(crate) fn attend_extras(
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs(h, ranges, out, obs)
+    attend_obs::<_, true>(h, ranges, out, obs)
+}
+
+/// `attend_extras` without the V pass: only the observer's outputs and the softmax state;
+/// `out` is not touched (the scoring pass of selective attention).
+pub(crate) fn score_extras(
+    h: &AttnHead<'_>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut RowExtras<'_>,
+) -> OnlineSoftmax {
+    attend_obs::<_, false>(h, ranges, out, obs)
 }
 
 #[inline(always)]
-fn attend_obs<O: BlockObserver>(
+fn attend_obs<O: BlockObserver, const V: bool>(
     h: &AttnHead<'_>,
     ranges: &[Range<usize>],
     out: &mut [f32],
@@ -102,7 +113,9 @@ fn attend_obs<O: BlockObserver>(
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its probabilities (unnormalised).
     let mut s = [0f32; ATTN_BLOCK];
-    out.fill(0.0);
+    if V {
+        out.fill(0.0);
+    }
     for r in ranges {
         for (c, n) in blocks(r) {
             let kb = h.block(h.k, c, n);
@@ -115,7 +128,9 @@ fn attend_obs<O: BlockObserver>(
             }
             let prev = st;
             if let Some(f) = st.update(bmax) {
-                out.iter_mut().for_each(|o| *o *= f);
+                if V {
+                    out.iter_mut().for_each(|o| *o *= f);
+                }
             }
             obs.block(c, &s[..n], prev, st.max);
             let vb = h.block(h.v, c, n);
@@ -123,6 +138,9 @@ fn attend_obs<O: BlockObserver>(
                 let p = (*sj - st.max).exp();
                 *sj = p;
                 st.sum += p;
+                if !V {
+                    continue;
+                }
                 let vr = &vb[j * h.kv_row + h.kv_off..][..hd];
                 for (o, &vv) in out.iter_mut().zip(vr) {
                     *o += p * vv.to_f32();
@@ -130,8 +148,10 @@ fn attend_obs<O: BlockObserver>(
             }
         }
     }
-    let inv = 1.0 / st.sum;
-    out.iter_mut().for_each(|o| *o *= inv);
+    if V {
+        let inv = 1.0 / st.sum;
+        out.iter_mut().for_each(|o| *o *= inv);
+    }
     st
 }
 
@@ -145,4 +165,5 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     f16_to_f32,
     attend,
     attend_extras,
+    score_extras,
 };

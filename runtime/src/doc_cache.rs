@@ -1,0 +1,320 @@
+//! The document KV cache: the K/V of an encoded piece, keyed by its content, kept in memory
+//! (LRU under a byte budget) and optionally on disk, so a document is encoded once and
+//! re-used by later requests.
+//!
+//! **Key.** A piece's K/V depend on the model, the sink it saw (tokens and positions), its
+//! own tokens, their positions and its BOS; nothing else (pieces never see each other). The
+//! key is a SHA-256 of exactly those. With `left` positions (and PCW, APE) a piece's
+//! positions do not depend on the other pieces, so a cached document is re-used in any set.
+//! With `even` or `right` they depend on the set's longest piece, and so does the key. We key
+//! on positions rather than re-rotating cached keys because re-rotation is exact only for a
+//! uniform shift of a piece that sees no sink: `even` stretches positions (relative
+//! distances inside the piece change, and with them every layer's hidden states), and with a
+//! sink any shift changes the distances to the sink. A re-rotated entry would then differ
+//! from recomputation by more than float error.
+//!
+//! **Disk format** (version 1, little-endian): magic `WEFTKV\0\x01`, u32 version, the 32-byte
+//! key, u32 n_layer, u32 n_cells, u32 row_len, then f16 [2, n_layer, n_cells, row_len] (all
+//! K layers, then all V layers), then the SHA-256 of everything before it. Files are written
+//! to a temporary name, fsynced and renamed (atomic). A file with the wrong size, header or
+//! checksum is reported in [`CacheStats::damaged`], deleted and recomputed, never used.
+
+use crate::backend::Backend;
+use crate::gguf::GgufFile;
+use crate::kv_cache::KvCache;
+use crate::layout::Layout;
+use half::f16;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"WEFTKV\0\x01";
+const VERSION: u32 = 1;
+/// magic + version + key + n_layer + n_cells + row_len
+const HEADER_LEN: usize = 8 + 4 + 32 + 12;
+
+/// Errors of the document cache.
+#[derive(Debug, thiserror::Error)]
+pub enum DocCacheError {
+    #[error("document cache directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("document cache: backend: {0}")]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The content key of one cached piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DocKey(pub [u8; 32]);
+
+impl DocKey {
+    fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Counters of a cache's life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits_memory: usize,
+    pub hits_disk: usize,
+    pub misses: usize,
+    pub stores: usize,
+    pub evictions: usize,
+    /// Disk files found damaged (wrong size, header or checksum): deleted and recomputed.
+    pub damaged: usize,
+    /// Bytes held in memory now.
+    pub bytes: usize,
+    pub entries: usize,
+}
+
+struct Entry {
+    /// f16 [2, n_layer, n_cells, row_len]
+    kv: Vec<f16>,
+    last_used: u64,
+}
+
+/// Cached piece K/V by content key: an LRU in memory and an optional directory on disk.
+pub struct DocCache {
+    model_id: String,
+    budget: usize,
+    mem: HashMap<DocKey, Entry>,
+    clock: u64,
+    dir: Option<PathBuf>,
+    stats: CacheStats,
+}
+
+impl DocCache {
+    /// An in-memory cache for the model identified by `model_id` (see
+    /// [`DocCache::model_fingerprint`]), holding at most `budget_bytes` of K/V.
+    pub fn new(model_id: impl Into<String>, budget_bytes: usize) -> Self {
+        DocCache {
+            model_id: model_id.into(),
+            budget: budget_bytes,
+            mem: HashMap::new(),
+            clock: 0,
+            dir: None,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Also keep entries as files in `dir` (created if missing).
+    pub fn with_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self, DocCacheError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| DocCacheError::Io { path: dir.clone(), source })?;
+        self.dir = Some(dir);
+        Ok(self)
+    }
+
+    /// A cheap identity of a model file: SHA-256 of its header (metadata and tensor
+    /// table), its size, and 64 KiB samples of the tensor data at 16 evenly spaced offsets,
+    /// so files that differ in configuration, types or weights get different caches.
+    pub fn model_fingerprint(file: &GgufFile) -> String {
+        let bytes = file.bytes();
+        let data0 = (file.data_offset() as usize).min(bytes.len());
+        let mut h = Sha256::new();
+        h.update(&bytes[..data0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        let data = &bytes[data0..];
+        const SAMPLE: usize = 64 << 10;
+        for i in 0..16 {
+            let at = data.len().saturating_sub(SAMPLE) * i / 15;
+            h.update(&data[at..(at + SAMPLE).min(data.len())]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats { bytes: self.used(), entries: self.mem.len(), ..self.stats }
+    }
+
+    fn used(&self) -> usize {
+        self.mem.values().map(|e| e.kv.len() * 2).sum()
+    }
+
+    /// The key of piece `p` of `layout`: model, sink cells and the piece's cells (token,
+    /// position, BOS flag of each).
+    pub fn key(&self, layout: &Layout, p: usize) -> DocKey {
+        let mut h = Sha256::new();
+        h.update(b"weft document kv v1\0");
+        h.update((self.model_id.len() as u64).to_le_bytes());
+        h.update(self.model_id.as_bytes());
+        for (tag, cells) in [(b's', layout.sink()), (b'p', layout.piece(p))] {
+            h.update([tag]);
+            h.update((cells.len() as u64).to_le_bytes());
+            for c in &layout.cells()[cells] {
+                h.update(c.token.to_le_bytes());
+                h.update(c.pos.to_le_bytes());
+                h.update([u8::from(c.bos)]);
+            }
+        }
+        DocKey(h.finalize().into())
+    }
+
+    /// Fills `cells` of `kv` with the entry of `key` when there is one (memory, then
+    /// disk). Returns whether it did.
+    pub fn load<B: Backend>(
+        &mut self,
+        key: &DocKey,
+        backend: &B,
+        kv: &mut KvCache<B>,
+        cells: Range<usize>,
+    ) -> Result<bool, DocCacheError> {
+        self.clock += 1;
+        let want = 2 * kv.n_layer() * cells.len() * kv.row_len();
+        if let Some(e) = self.mem.get_mut(key).filter(|e| e.kv.len() == want) {
+            e.last_used = self.clock;
+            kv.write_cells(backend, cells, &e.kv).map_err(backend_err)?;
+            self.stats.hits_memory += 1;
+            return Ok(true);
+        }
+        let from_disk = match &self.dir {
+            Some(dir) => self.read_file(dir.clone(), key, kv.n_layer(), cells.len(), kv.row_len()),
+            None => None,
+        };
+        match from_disk {
+            Some(data) => {
+                kv.write_cells(backend, cells, &data).map_err(backend_err)?;
+                self.stats.hits_disk += 1;
+                self.insert(*key, data);
+                Ok(true)
+            }
+            None => {
+                self.stats.misses += 1;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Keeps `cells` of `kv` under `key` (memory, and disk when a directory is set).
+    pub fn store<B: Backend>(
+        &mut self,
+        key: DocKey,
+        backend: &B,
+        kv: &KvCache<B>,
+        cells: Range<usize>,
+    ) -> Result<(), DocCacheError> {
+        let (n_layer, n_cells, row_len) = (kv.n_layer(), cells.len(), kv.row_len());
+        let mut data = vec![f16::ZERO; 2 * n_layer * n_cells * row_len];
+        kv.read_cells(backend, cells, &mut data).map_err(backend_err)?;
+        if let Some(dir) = &self.dir {
+            write_file(dir, &key, n_layer, n_cells, row_len, &data)?;
+        }
+        self.stats.stores += 1;
+        self.insert(key, data);
+        Ok(())
+    }
+
+    /// Inserts an entry, evicting least recently used ones beyond the budget. An entry
+    /// larger than the whole budget is not kept in memory.
+    fn insert(&mut self, key: DocKey, kv: Vec<f16>) {
+        self.clock += 1;
+        if kv.len() * 2 > self.budget {
+            return;
+        }
+        self.mem.insert(key, Entry { kv, last_used: self.clock });
+        while self.used() > self.budget {
+            let Some(old) = self.mem.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.mem.remove(&old);
+            self.stats.evictions += 1;
+        }
+    }
+
+    fn path(dir: &Path, key: &DocKey) -> PathBuf {
+        dir.join(format!("{}.weftkv", key.hex()))
+    }
+
+    /// Reads and verifies the file of `key`; a damaged file is counted, deleted and
+    /// ignored. The expected size is known before anything is read, so a damaged header
+    /// cannot make us allocate more than the entry needs.
+    fn read_file(
+        &mut self,
+        dir: PathBuf,
+        key: &DocKey,
+        n_layer: usize,
+        n_cells: usize,
+        row_len: usize,
+    ) -> Option<Vec<f16>> {
+        let path = Self::path(&dir, key);
+        let n = 2 * n_layer * n_cells * row_len;
+        let expect = HEADER_LEN + n * 2 + 32;
+        let size = std::fs::metadata(&path).ok()?.len();
+        let ok = (size == expect as u64)
+            .then(|| std::fs::read(&path).ok())
+            .flatten()
+            .and_then(|b| parse(&b, key, n_layer, n_cells, row_len));
+        match ok {
+            Some(data) => Some(data),
+            None => {
+                self.stats.damaged += 1;
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+}
+
+/// Checks a file's bytes and returns its K/V.
+fn parse(
+    b: &[u8],
+    key: &DocKey,
+    n_layer: usize,
+    n_cells: usize,
+    row_len: usize,
+) -> Option<Vec<f16>> {
+    let body = b.len().checked_sub(32)?;
+    let sum: [u8; 32] = Sha256::digest(&b[..body]).into();
+    if sum[..] != b[body..] || &b[..8] != MAGIC {
+        return None;
+    }
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4])) as usize;
+    if u32_at(8) != VERSION as usize || b[12..44] != key.0 {
+        return None;
+    }
+    if (u32_at(44), u32_at(48), u32_at(52)) != (n_layer, n_cells, row_len) {
+        return None;
+    }
+    let payload = &b[HEADER_LEN..body];
+    Some(payload.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+}
+
+/// Writes an entry atomically: temporary file, fsync, rename.
+fn write_file(
+    dir: &Path,
+    key: &DocKey,
+    n_layer: usize,
+    n_cells: usize,
+    row_len: usize,
+    data: &[f16],
+) -> Result<(), DocCacheError> {
+    let path = DocCache::path(dir, key);
+    let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
+    let io = |source| DocCacheError::Io { path: tmp.clone(), source };
+    let mut buf = Vec::with_capacity(HEADER_LEN + data.len() * 2 + 32);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&key.0);
+    for v in [n_layer, n_cells, row_len] {
+        buf.extend_from_slice(&(v as u32).to_le_bytes());
+    }
+    for x in data {
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    let sum: [u8; 32] = Sha256::digest(&buf).into();
+    buf.extend_from_slice(&sum);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&buf).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(|source| DocCacheError::Io { path, source })?;
+    Ok(())
+}
+
+fn backend_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> DocCacheError {
+    DocCacheError::Backend(Box::new(e))
+}
