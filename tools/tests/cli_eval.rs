@@ -18,10 +18,10 @@ fn samples() -> PathBuf {
 /// The SmolLM2 GGUF (`WEFT_MODELS`, else the default cache); `None` (test skipped) only when
 /// `WEFT_ALLOW_MISSING_MODELS=1`.
 fn model() -> Option<PathBuf> {
-    let dir = std::env::var_os("WEFT_MODELS")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weft/models")))?;
+    let dir =
+        std::env::var_os("WEFT_MODELS").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(
+            || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weft/models")),
+        )?;
     let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if p.is_file() {
         return Some(p);
@@ -45,10 +45,33 @@ fn tmp(name: &str) -> PathBuf {
 fn eval(model: &Path, task: &str, out: &Path, extra: &[&str]) -> Output {
     let samples = samples();
     let mut args = vec![
-        "eval", "-m", model.to_str().unwrap(), "--task", task, "--engine", "full",
-        "--p", "1,2", "--sink", "off,on", "--select", "0", "--n", "2", "--seed", "7",
-        "--units", "4", "--seg-len", "128", "--haystack-chars", "600", "-t", "2",
-        "--data-dir", samples.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "eval",
+        "-m",
+        model.to_str().unwrap(),
+        "--task",
+        task,
+        "--p",
+        "1,2",
+        "--sink",
+        "off,on",
+        "--select",
+        "0",
+        "--n",
+        "2",
+        "--seed",
+        "7",
+        "--units",
+        "4",
+        "--seg-len",
+        "128",
+        "--haystack-chars",
+        "600",
+        "-t",
+        "2",
+        "--data-dir",
+        samples.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     weft(&args)
@@ -72,7 +95,8 @@ fn run_task(task: &str) {
     let o = eval(&model, task, &out, &[]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{task}: {stderr}");
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(json["config"]["task"], task);
     assert_eq!(json["config"]["model"]["sha256"].as_str().unwrap().len(), 64);
     let all = outcomes(&json);
@@ -89,7 +113,11 @@ fn run_task(task: &str) {
         }
     }
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert_eq!(md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| P")).count(), 4, "{md}");
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| P")).count(),
+        4,
+        "{md}"
+    );
     assert!(out.join("summary.csv").is_file());
     assert!(out.join("score_vs_p.svg").is_file() && out.join("score_vs_p.png").is_file());
 
@@ -97,7 +125,8 @@ fn run_task(task: &str) {
     let o = eval(&model, task, &out, &[]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("already in"));
-    let again: Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(again, json);
     // Another seed is another configuration: refused without --fresh.
     let o = eval(&model, task, &out, &["--seed", "8"]);
@@ -106,16 +135,30 @@ fn run_task(task: &str) {
     // Same seed from scratch: the same outcomes (greedy decoding, seeded data).
     let out2 = tmp(&format!("{task}-2"));
     assert!(eval(&model, task, &out2, &[]).status.success());
-    let json2: Value = serde_json::from_str(&std::fs::read_to_string(out2.join("eval.json")).unwrap()).unwrap();
+    let json2: Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("eval.json")).unwrap()).unwrap();
     assert_eq!(outcomes(&json2), all);
-    if task == "lm" {
-        // Full attention: cutting the context into 2 chunks changes nothing (same tokens).
-        let nll = |p: usize| {
-            let s = format!("{{\"p\":{p},\"sink\":false,\"select\":0}}");
-            all.iter().filter(|(k, _)| *k == s).map(|(_, o)| o["nll"]["nll"].as_f64().unwrap()).sum::<f64>()
-        };
-        assert!((nll(1) - nll(2)).abs() < 1e-3, "{} vs {}", nll(1), nll(2));
+    // P = 1 without a sink is ordinary causal attention: the parallel engine must agree with
+    // the full-attention engine there.
+    let out3 = tmp(&format!("{task}-full"));
+    let o = eval(&model, task, &out3, &["--engine", "full", "--p", "1", "--sink", "off"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let full: Value =
+        serde_json::from_str(&std::fs::read_to_string(out3.join("eval.json")).unwrap()).unwrap();
+    let key = "{\"p\":1,\"sink\":false,\"select\":0}";
+    let par: Vec<&Value> = all.iter().filter(|(k, _)| k == key).map(|(_, o)| o).collect();
+    let full = outcomes(&full);
+    assert_eq!(par.len(), full.len());
+    for (p, (_, f)) in par.iter().zip(&full) {
+        assert_eq!(p["id"], f["id"]);
+        if task == "lm" {
+            let (a, b) = (p["nll"]["nll"].as_f64().unwrap(), f["nll"]["nll"].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-3 * b, "{task}: parallel {a} vs full {b}");
+        } else {
+            assert_eq!(p["output"], f["output"], "{task}: {}", p["id"]);
+        }
     }
+    let _ = std::fs::remove_dir_all(&out3);
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&out2);
 }
@@ -146,10 +189,79 @@ fn eval_kv() {
 }
 
 #[test]
+fn entropy_by_layer_with_selection() {
+    let Some(model) = model() else { return };
+    let out = tmp("entropy");
+    let samples = samples();
+    let o = weft(&[
+        "entropy",
+        "-m",
+        model.to_str().unwrap(),
+        "--task",
+        "kv",
+        "--p",
+        "1,4",
+        "--sink",
+        "off",
+        "--select",
+        "0,2",
+        "--n",
+        "2",
+        "--units",
+        "8",
+        "-t",
+        "2",
+        "--data-dir",
+        samples.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("entropy.json")).unwrap()).unwrap();
+    let all = outcomes(&json);
+    assert_eq!(all.len(), 2 * 2 * 2);
+    for (_, o) in &all {
+        let e = o["stats"]["entropy"].as_array().unwrap();
+        assert_eq!(e.len(), 30, "one value per SmolLM2 layer");
+        assert!(e.iter().all(|v| v.as_f64().unwrap() > 0.0));
+        assert!(o.get("score").is_none(), "entropy runs generate nothing");
+    }
+    // At P = 1 selection keeping 2 pieces keeps the only one: it must change nothing.
+    let mean = |key: &str| {
+        let v: Vec<f64> = all
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, o)| {
+                o["stats"]["entropy"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let p1 = mean("{\"p\":1,\"sink\":false,\"select\":0}");
+    let p1s = mean("{\"p\":1,\"sink\":false,\"select\":2}");
+    assert!((p1 - p1s).abs() < 1e-9, "selection at P=1 keeps the only piece");
+    for f in [
+        "entropy_by_layer.csv",
+        "entropy_vs_p.svg",
+        "entropy_vs_p.png",
+        "entropy_by_layer_sink_off_select_2.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn full_engine_refuses_selection_and_entropy() {
     let Some(model) = model() else { return };
     let out = tmp("refuse");
-    let o = eval(&model, "kv", &out, &["--select", "2"]);
+    let o = eval(&model, "kv", &out, &["--engine", "full", "--select", "2"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no selective attention"));
     let _ = std::fs::remove_dir_all(&out);

@@ -27,6 +27,8 @@ pub enum OnOff {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineKind {
+    /// Parallel context encoding (weft::parallel): pieces encoded independently.
+    Parallel,
     /// Ordinary causal attention over sink + pieces + query concatenated (baseline; equals
     /// the parallel engine at P = 1).
     Full,
@@ -72,7 +74,7 @@ pub struct SweepArgs {
     /// Discard earlier results in the output directory instead of resuming.
     #[arg(long)]
     pub fresh: bool,
-    #[arg(long, value_enum, default_value = "full")]
+    #[arg(long, value_enum, default_value = "parallel")]
     pub engine: EngineKind,
     /// Worker threads (0: one per core).
     #[arg(short, long, default_value_t = 0)]
@@ -130,6 +132,7 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
 
     let sha256 = weft::manifest::sha256_file(&path, &mut |_| {})?;
     let engine_label = match a.engine {
+        EngineKind::Parallel => "parallel",
         EngineKind::Full => "full",
     };
     let config = RunConfig {
@@ -147,11 +150,14 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
             ("pooling".into(), format!("{:?}", task.pooling())),
         ],
     };
-    let stem = Path::new(&config.model.file).file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(format!("{}-{}-{stem}", mode.name(), task.name())));
+    let stem = Path::new(&config.model.file)
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("results").join(format!("{}-{}-{stem}", mode.name(), task.name()))
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let json = out.join(format!("{}.json", mode.name()));
     if a.fresh && json.exists() {
@@ -172,7 +178,10 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
 
     let cfg = EngineConfig { n_ctx, n_ubatch: 512, n_out: 32 };
     let mut runner: Box<dyn Runner + '_> = match a.engine {
-        EngineKind::Full => Box::new(FullRunner { engine: Engine::new(&model, cfg)?, tokenizer: &tokenizer }),
+        EngineKind::Full => {
+            Box::new(FullRunner { engine: Engine::new(&model, cfg)?, tokenizer: &tokenizer })
+        }
+        EngineKind::Parallel => crate::eval::engine::parallel_runner(&model, &tokenizer, cfg)?,
     };
     sweep::run_sweep(runner.as_mut(), task, &examples, &settings, mode, &mut results, &json)?;
     write_reports(&results, &out)
@@ -193,7 +202,9 @@ fn needed_ctx(
         };
         for &p in ps {
             let r = ex.request(p, Some(task.sink().text()), tokenize)?;
-            let len = r.sink.map_or(0, |s| s.len()) + r.pieces.iter().map(Vec::len).sum::<usize>() + r.query.len();
+            let len = r.sink.map_or(0, |s| s.len())
+                + r.pieces.iter().map(Vec::len).sum::<usize>()
+                + r.query.len();
             need = need.max(len + gen + 1);
         }
     }
@@ -213,4 +224,3 @@ pub fn write_reports(results: &RunFile, out: &Path) -> Result<()> {
     eprintln!("weft: wrote {} ({} plot files)", out.display(), files.len());
     Ok(())
 }
-

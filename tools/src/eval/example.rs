@@ -139,7 +139,11 @@ pub fn deal_units(units: &[String], p: usize, deal: Deal) -> Vec<String> {
         }
         Deal::Contiguous => {
             for (j, piece) in pieces.iter_mut().enumerate() {
-                piece.extend(units[bound(j, units.len(), p)..bound(j + 1, units.len(), p)].iter().map(String::as_str));
+                piece.extend(
+                    units[bound(j, units.len(), p)..bound(j + 1, units.len(), p)]
+                        .iter()
+                        .map(String::as_str),
+                );
             }
         }
     }
@@ -150,7 +154,9 @@ pub fn deal_units(units: &[String], p: usize, deal: Deal) -> Vec<String> {
 /// is the shortest, as in PAPER.md §6, and no chunk is empty while n >= p; an empty chunk,
 /// n < p, is rejected by [`Example::request`]).
 pub fn split_tokens(tokens: &[u32], p: usize) -> Vec<Vec<u32>> {
-    (0..p).map(|j| tokens[bound(j, tokens.len(), p)..bound(j + 1, tokens.len(), p)].to_vec()).collect()
+    (0..p)
+        .map(|j| tokens[bound(j, tokens.len(), p)..bound(j + 1, tokens.len(), p)].to_vec())
+        .collect()
 }
 
 /// Start of chunk `j` of `n` items in `p` balanced contiguous chunks: ceil(j * n / p).

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn concat_marks_query_start() {
-        let r = Request { sink: Some(vec![1]), pieces: vec![vec![2, 3], vec![4]], query: vec![5, 6] };
+        let r =
+            Request { sink: Some(vec![1]), pieces: vec![vec![2, 3], vec![4]], query: vec![5, 6] };
         assert_eq!(concat(&r), (vec![1, 2, 3, 4, 5, 6], 4));
     }
 }

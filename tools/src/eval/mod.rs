@@ -2,6 +2,7 @@
 //! into examples, scoring, the sweep driver behind the [`runner::Runner`] boundary, results
 //! files, reports and plots.
 
+pub mod engine;
 pub mod example;
 pub mod full;
 pub mod plot;

@@ -112,11 +112,17 @@ pub fn run_sweep(
     results: &mut RunFile,
     path: &Path,
 ) -> Result<()> {
-    let todo: Vec<(Setting, &Example)> = settings
+    // Settings that differ only in selection share the context encoding (selection is
+    // query-side only), and the engine re-uses a context it has just encoded: run those
+    // settings back to back for each example.
+    let mut todo: Vec<(Setting, &Example)> = settings
         .iter()
         .flat_map(|s| examples.iter().map(move |e| (*s, e)))
         .filter(|(s, e)| !results.done(s, &e.id))
         .collect();
+    let pos = |s: &Setting| settings.iter().position(|x| x == s).unwrap_or(usize::MAX);
+    let ex_pos = |id: &str| examples.iter().position(|e| e.id == id).unwrap_or(usize::MAX);
+    todo.sort_by_key(|(s, e)| (s.p, s.sink, ex_pos(&e.id), pos(s)));
     let total = settings.len() * examples.len();
     if todo.is_empty() {
         eprintln!("weft: all {total} runs already in {}", path.display());
