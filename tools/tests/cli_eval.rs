@@ -42,38 +42,35 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// `weft eval` on the samples with small fixed settings; `extra` flag/value pairs replace the
+/// defaults of the same flag (clap refuses a flag given twice).
 fn eval(model: &Path, task: &str, out: &Path, extra: &[&str]) -> Output {
     let samples = samples();
-    let mut args = vec![
-        "eval",
-        "-m",
-        model.to_str().unwrap(),
-        "--task",
-        task,
-        "--p",
-        "1,2",
-        "--sink",
-        "off,on",
-        "--select",
-        "0",
-        "--n",
-        "2",
-        "--seed",
-        "7",
-        "--units",
-        "4",
-        "--seg-len",
-        "128",
-        "--haystack-chars",
-        "600",
-        "-t",
-        "2",
-        "--data-dir",
-        samples.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
+    let mut flags: Vec<(&str, &str)> = vec![
+        ("-m", model.to_str().unwrap()),
+        ("--task", task),
+        ("--p", "1,2"),
+        ("--sink", "off,on"),
+        ("--select", "0"),
+        ("--n", "2"),
+        ("--seed", "7"),
+        ("--units", "4"),
+        ("--seg-len", "128"),
+        ("--haystack-chars", "600"),
+        ("-t", "2"),
+        ("--data-dir", samples.to_str().unwrap()),
+        ("--out", out.to_str().unwrap()),
     ];
-    args.extend_from_slice(extra);
+    for kv in extra.chunks(2) {
+        match flags.iter_mut().find(|(k, _)| *k == kv[0]) {
+            Some(f) => f.1 = kv[1],
+            None => flags.push((kv[0], kv[1])),
+        }
+    }
+    let mut args = vec!["eval"];
+    for (k, v) in flags {
+        args.extend([k, v]);
+    }
     weft(&args)
 }
 
@@ -145,7 +142,7 @@ fn run_task(task: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let full: Value =
         serde_json::from_str(&std::fs::read_to_string(out3.join("eval.json")).unwrap()).unwrap();
-    let key = "{\"p\":1,\"sink\":false,\"select\":0}";
+    let key = "{\"p\":1,\"select\":0,\"sink\":false}";
     let par: Vec<&Value> = all.iter().filter(|(k, _)| k == key).map(|(_, o)| o).collect();
     let full = outcomes(&full);
     assert_eq!(par.len(), full.len());
@@ -243,9 +240,10 @@ fn entropy_by_layer_with_selection() {
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    let p1 = mean("{\"p\":1,\"sink\":false,\"select\":0}");
-    let p1s = mean("{\"p\":1,\"sink\":false,\"select\":2}");
-    assert!((p1 - p1s).abs() < 1e-9, "selection at P=1 keeps the only piece");
+    let p1 = mean("{\"p\":1,\"select\":0,\"sink\":false}");
+    let p1s = mean("{\"p\":1,\"select\":2,\"sink\":false}");
+    // (The selection pass takes another kernel path: equal up to float rounding.)
+    assert!((p1 - p1s).abs() < 1e-3, "selection at P=1 keeps the only piece: {p1} vs {p1s}");
     for f in [
         "entropy_by_layer.csv",
         "entropy_vs_p.svg",

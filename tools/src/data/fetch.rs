@@ -278,8 +278,10 @@ with zipfile.ZipFile(sys.argv[1], 'w') as z:
                 tree_sha256: tree,
             }],
         };
-        let mut opts = FetchOptions::default();
-        opts.pip_args = vec!["--no-index".into(), "--find-links".into(), links.clone().into()];
+        let opts = FetchOptions {
+            pip_args: vec!["--no-index".into(), "--find-links".into(), links.clone().into()],
+            ..FetchOptions::default()
+        };
         let data = root.join("data");
         let mut lines = Vec::new();
         let p = fetch(&ds, &data, &opts, &mut |l| lines.push(l.to_string())).unwrap();

@@ -159,9 +159,10 @@ pub fn split_tokens(tokens: &[u32], p: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Start of chunk `j` of `n` items in `p` balanced contiguous chunks: ceil(j * n / p).
+/// Start of chunk `j` of `n` items in `p` balanced contiguous chunks: the first n mod p
+/// chunks hold one item more.
 fn bound(j: usize, n: usize, p: usize) -> usize {
-    (j * n).div_ceil(p)
+    j * (n / p) + j.min(n % p)
 }
 
 /// `k` distinct indices from 0..n in random order (partial Fisher-Yates).
