@@ -117,3 +117,33 @@ fn bench_parallel_runs_on_a_small_setting() {
     let o = weft().args(["bench-parallel", "-c", "64", "--pieces", "40"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "bad --pieces: {}", text(&o.stderr));
 }
+
+#[test]
+fn chat_keeps_documents_across_turns() {
+    use std::io::Write;
+    let dir = TestDir::new("chat");
+    let a = dir.file("a.txt", b"Lake Baikal is the deepest lake in the world.\n");
+    let b = dir.file("b.txt", b"Saffron is a spice made from crocus flowers.\n");
+    let mut child = weft()
+        .args(["chat", "-n", "4", "--temp", "0", "-t", "2", "--doc"])
+        .args([&a, &b])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "/docs\nWhich lake is deepest?\nAnd the spice?\n/quit\n";
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // /docs lists both documents with token counts (once at start, once asked).
+    assert_eq!(err.matches("a.txt (").count(), 2, "{err}");
+    assert!(err.contains("b.txt (") && err.contains(" tokens)"), "{err}");
+    // The second turn re-uses the encoded documents and encodes only the conversation.
+    let turns: Vec<&str> = err.lines().filter(|l| l.contains("weft: documents:")).collect();
+    assert_eq!(turns.len(), 2, "{err}");
+    assert!(turns[0].contains(" 0 kept from the last request"), "{}", turns[0]);
+    assert!(turns[1].starts_with("weft: documents: 0 tokens encoded"), "{}", turns[1]);
+    assert!(!turns[1].contains(" 0 kept from the last request"), "{}", turns[1]);
+}
