@@ -77,6 +77,17 @@ fn run_with_documents_writes_entropy_and_reuses_the_disk_cache() {
     let err = text(&o.stderr);
     assert!(o.status.success(), "stderr: {err}");
     assert!(!err.contains(" 0 from the document cache"), "{err}");
+    assert!(err.contains("3 on disk"), "{err}");
+    // A damaged file is reported and recomputed.
+    let victim = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let o = run_docs(&[&a, &b], &extra);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "stderr: {err}");
+    assert!(err.contains("1 damaged document-cache file"), "{err}");
 }
 
 #[test]

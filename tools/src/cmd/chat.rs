@@ -184,6 +184,7 @@ fn chat_docs(
             }
         };
         docs::report(d, &cfg, &docs, &req, &enc);
+        docs::report_cache(engine.doc_cache());
         sampler.reset();
         for &t in &req.query {
             sampler.accept(t);

@@ -239,6 +239,28 @@ fn rate(n: usize, secs: f64) -> f64 {
     }
 }
 
+/// Reports what the document cache did, and warns about damaged files.
+pub fn report_cache(cache: Option<&DocCache>) {
+    let Some(c) = cache else { return };
+    let s = c.stats();
+    if s.damaged > 0 {
+        eprintln!(
+            "weft: warning: {} damaged document-cache file(s) were deleted and recomputed",
+            s.damaged
+        );
+    }
+    if s.hits_memory + s.hits_disk + s.misses > 0 {
+        eprintln!(
+            "weft: document cache: {} hits in memory, {} on disk, {} misses; {} entries, {:.1} MiB",
+            s.hits_memory,
+            s.hits_disk,
+            s.misses,
+            s.entries,
+            s.bytes as f64 / (1 << 20) as f64
+        );
+    }
+}
+
 /// Writes the observer's figures as JSON.
 pub fn write_entropy(
     path: &Path,

@@ -155,6 +155,7 @@ fn run_docs(
     engine.set_doc_cache(d.doc_cache(file)?);
     let enc = engine.encode(&req, &cfg)?;
     docs::report(d, &cfg, &docs, &req, &enc);
+    docs::report_cache(engine.doc_cache());
     if let Some(p) = &args.logits_out {
         let bytes: Vec<u8> = engine.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?;
