@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Print JSON records instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Backend to measure: cpu (vulkan is not built yet).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "vulkan"])]
+    pub backend: String,
 }
 
 struct Record {
@@ -63,6 +66,11 @@ fn human_size(bytes: u64) -> String {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     anyhow::ensure!(args.r > 0, "-r must be at least 1");
+    anyhow::ensure!(
+        args.backend == "cpu",
+        "--backend {}: the Vulkan backend is not built yet (crate weft-vulkan is empty); use --backend cpu",
+        args.backend
+    );
     let path = common::model_path(&args.model)?;
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let size: u64 = file.tensors().iter().map(|t| t.n_bytes).sum();
