@@ -6,6 +6,7 @@ pub mod context;
 pub mod dispatch;
 pub mod matmul;
 pub mod ops;
+mod team;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
