@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 /// within microseconds; between tokens (sampling) or requests the workers go to sleep.
 const SPIN: Duration = Duration::from_micros(500);
 
+/// [`Shared::state`]: set once the dispatcher stops admitting workers.
+const CLOSED: u64 = 1 << 31;
+/// [`Shared::state`]: the count of workers inside the job.
+const ACTIVE: u64 = CLOSED - 1;
+
 /// A job's body: `f(member, item)`.
 type JobFn = dyn Fn(usize, usize) + Sync;
 
@@ -46,8 +51,12 @@ struct Shared {
     job: UnsafeCell<Job>,
     /// The next unclaimed item of the current job.
     next: AtomicUsize,
-    /// Workers that have not finished the current job yet.
-    pending: AtomicUsize,
+    /// The job's admission word: the epoch's low 32 bits, [`CLOSED`], and the number of
+    /// workers inside the job ([`ACTIVE`] bits). A worker joins only an open job of the epoch
+    /// it saw; the dispatcher closes the job once it has run out of items and waits only for
+    /// the workers inside, so a worker the OS has not scheduled (a loaded machine) never
+    /// delays a job it did not join.
+    state: AtomicU64,
     /// Workers asleep (or about to sleep) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
@@ -57,9 +66,10 @@ struct Shared {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-// SAFETY: `job` is written by the dispatcher only after every worker finished the previous job
-// (`pending == 0`) and before the epoch bump that lets workers read it (release/acquire); the
-// closure behind the pointer is `Sync`.
+// SAFETY: `job` is written by the dispatcher only while no worker is inside a job (the
+// previous one is closed and its active count was 0) and before the release store of the
+// state that admits workers, which read it only after joining (acquire); the closure behind
+// the pointer is `Sync`.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; nothing in `Shared` is tied to a thread.
 unsafe impl Send for Shared {}
@@ -80,7 +90,7 @@ impl Team {
             epoch: AtomicU64::new(0),
             job: UnsafeCell::new(Job { f: NOOP, n_items: 0 }),
             next: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            state: AtomicU64::new(CLOSED),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -117,34 +127,38 @@ impl Team {
             Err(TryLockError::WouldBlock) => return (0..n_items).for_each(|i| f(0, i)),
         };
         let sh = &*self.shared;
-        // SAFETY: only the lifetime is erased; the pointer is used by workers only until they
-        // decrement `pending`, and this call waits for that before it returns (or unwinds).
+        // SAFETY: only the lifetime is erased; workers use the pointer only inside the job,
+        // and this call waits for every worker inside before it returns (or unwinds).
         let job = Job {
             f: unsafe {
                 std::mem::transmute::<*const (dyn Fn(usize, usize) + Sync + '_), *const JobFn>(f)
             },
             n_items,
         };
-        // SAFETY: every worker finished the previous job (`pending` was 0 when the previous
-        // dispatch returned) and reads `job` only after the epoch bump below.
+        // SAFETY: no worker is inside a job (the previous dispatch closed its job and waited
+        // for the active count to drop to 0), and workers read `job` only after joining.
         unsafe { *sh.job.get() = job };
         sh.next.store(0, Ordering::Relaxed);
-        sh.pending.store(self.workers.len(), Ordering::Relaxed);
-        sh.epoch.fetch_add(1, Ordering::SeqCst);
+        let epoch = sh.epoch.load(Ordering::Relaxed).wrapping_add(1);
+        sh.state.store((epoch & 0xFFFF_FFFF) << 32, Ordering::Release);
+        sh.epoch.store(epoch, Ordering::SeqCst);
         if sh.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.wake.notify_all();
         }
         let mine = panic::catch_unwind(AssertUnwindSafe(|| claim(sh, f, 0, n_items)));
+        // No items left: admit nobody else, and wait for the workers inside.
+        let mut st = sh.state.fetch_or(CLOSED, Ordering::AcqRel);
         let mut spins = 0u32;
-        while sh.pending.load(Ordering::Acquire) != 0 {
+        while st & ACTIVE != 0 {
             spins = spins.saturating_add(1);
             if spins < 1 << 14 {
                 std::hint::spin_loop();
             } else {
-                // A worker was preempted (a loaded machine): stop competing with it.
+                // A worker inside was preempted (a loaded machine): stop competing with it.
                 std::thread::yield_now();
             }
+            st = sh.state.load(Ordering::Acquire);
         }
         let theirs = sh.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Err(p) = mine {
@@ -190,8 +204,12 @@ fn worker(sh: &Shared, member: usize) {
         if sh.quit.load(Ordering::SeqCst) {
             return;
         }
-        // SAFETY: the dispatcher wrote `job` before bumping the epoch we just acquired and
-        // keeps it (and the closure) alive until we decrement `pending`.
+        if !join(sh, seen) {
+            continue;
+        }
+        // SAFETY: we are inside the job: the dispatcher wrote `job` before admitting workers
+        // (we acquired that state when joining) and keeps it, and the closure, alive until
+        // we leave.
         let job = unsafe { *sh.job.get() };
         // SAFETY: as above.
         let f = unsafe { &*job.f };
@@ -199,7 +217,22 @@ fn worker(sh: &Shared, member: usize) {
         {
             sh.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
         }
-        sh.pending.fetch_sub(1, Ordering::Release);
+        sh.state.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Enter the job of `epoch` if it is still open: count ourselves in and return true.
+fn join(sh: &Shared, epoch: u64) -> bool {
+    let tag = (epoch & 0xFFFF_FFFF) << 32;
+    let mut st = sh.state.load(Ordering::Acquire);
+    loop {
+        if st & !ACTIVE & !CLOSED != tag || st & CLOSED != 0 {
+            return false;
+        }
+        match sh.state.compare_exchange_weak(st, st + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(now) => st = now,
+        }
     }
 }
 

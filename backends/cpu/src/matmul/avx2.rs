@@ -10,6 +10,7 @@
 //! Unsafe: every raw load is within a slice whose length the entry point asserts; the
 //! intrinsics need the features the entry points enable.
 
+use super::avx2_k;
 use super::format::{self, SubFormat};
 use super::Work;
 use std::arch::x86_64::*;
@@ -261,18 +262,24 @@ unsafe fn dot_q4_1_q5_1<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
     }
 }
 
-/// Q4_K x Q8_K: integer sums scaled by the 6-bit sub-block scales, f32 min term.
+/// Q4_K (or, with `Q5`, Q5_K) x Q8_K: integer sums scaled by the 6-bit sub-block scales,
+/// f32 min term. Q5_K adds the fifth bit of code `64j + l` (`64j + 32 + l`) from bit `2j`
+/// (`2j + 1`) of `qh[l]`; codes stay below 32, so `vpmaddubsw` is exact.
 #[inline(always)]
-unsafe fn dot_q4_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
-    let nsb = w.len() / 144;
+unsafe fn dot_q4_k<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
+    let bb = if Q5 { 176 } else { 144 };
+    let nsb = w.len() / bb;
     assert!(a.qs.len() >= nsb * 256 && a.d.len() >= nsb * 8 && a.s.len() >= nsb * 8);
-    // SAFETY: super-block i reads w[144i..144i+144], a.qs[256i..], a.d/a.s[8i..8i+8].
+    // SAFETY: super-block i reads w[bb*i..bb*(i+1)], a.qs[256i..], a.d/a.s[8i..8i+8].
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut macc = _mm256_setzero_ps();
         let lo4 = _mm256_set1_epi8(0x0F);
         for i in 0..nsb {
-            let b = w.as_ptr().add(i * 144);
+            let b = w.as_ptr().add(i * bb);
+            // Q5_K: d, dmin, scales[12], qh[32], qs[128]; Q4_K has no qh.
+            let qs = b.add(if Q5 { 48 } else { 16 });
+            let qh = if Q5 { load(b.add(16).cast()) } else { _mm256_setzero_si256() };
             let mut sc = [0u32; 3];
             std::ptr::copy_nonoverlapping(b.add(4), sc.as_mut_ptr().cast::<u8>(), 12);
             let (s0, m1) = (sc[0] & 0x3f3f_3f3f, sc[1] & 0x3f3f_3f3f);
@@ -284,9 +291,27 @@ unsafe fn dot_q4_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
             let mut isum = _mm256_setzero_si256();
             let x = a.qs.as_ptr().add(i * 256);
             for j in 0..4 {
-                let raw = load(b.add(16 + 32 * j).cast());
-                let q_lo = _mm256_and_si256(raw, lo4);
-                let q_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                let raw = load(qs.add(32 * j).cast());
+                let mut q_lo = _mm256_and_si256(raw, lo4);
+                let mut q_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                if Q5 {
+                    // Bit 2j (2j + 1) of each qh byte to bit 4: shift within 16-bit lanes,
+                    // then keep only bit 4 of each byte (no bits cross a byte that way).
+                    let b16 = _mm256_set1_epi8(0x10);
+                    let (b0, b1) = (2 * j as i32, 2 * j as i32 + 1);
+                    let h0 = if b0 <= 4 {
+                        _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - b0))
+                    } else {
+                        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(b0 - 4))
+                    };
+                    let h1 = if b1 <= 4 {
+                        _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - b1))
+                    } else {
+                        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(b1 - 4))
+                    };
+                    q_lo = _mm256_or_si256(q_lo, _mm256_and_si256(h0, b16));
+                    q_hi = _mm256_or_si256(q_hi, _mm256_and_si256(h1, b16));
+                }
                 let p0 = _mm256_maddubs_epi16(q_lo, load(x.add(64 * j)));
                 let p1 = _mm256_maddubs_epi16(q_hi, load(x.add(64 * j + 32)));
                 let sc0 = _mm256_shuffle_epi8(
@@ -455,7 +480,10 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
                 GgmlType::Q5_0 => dot_q4_0_q5_0::<D, true>(row, a),
                 GgmlType::Q4_1 => dot_q4_1_q5_1::<D, false>(row, a),
                 GgmlType::Q5_1 => dot_q4_1_q5_1::<D, true>(row, a),
-                GgmlType::Q4_K => dot_q4_k::<D>(row, a),
+                GgmlType::Q4_K => dot_q4_k::<D, false>(row, a),
+                GgmlType::Q5_K => dot_q4_k::<D, true>(row, a),
+                GgmlType::Q2_K => avx2_k::dot_q2_k(row, a),
+                GgmlType::Q3_K => avx2_k::dot_q3_k(row, a),
                 GgmlType::Q6_K => dot_q6_k::<D>(row, a),
                 _ => {
                     let n = cols / fmt.bs;
