@@ -25,6 +25,14 @@ pub(super) trait Dot {
     /// # Safety
     /// The CPU must support the instruction (the caller's `#[target_feature]`).
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// Bit j of `qh` -> byte j equal to 0x10 (set) or 0: the fifth bit of Q5 codes.
+    /// # Safety
+    /// As [`Dot::dot`].
+    #[inline(always)]
+    unsafe fn bit4(qh: u32) -> __m256i {
+        // SAFETY: AVX2 is enabled in every caller.
+        unsafe { bit4_from_bits(qh) }
+    }
 }
 
 /// AVX2: `vpmaddubsw` + `vpmaddwd` by ones.
@@ -93,12 +101,14 @@ pub(super) unsafe fn f16x1(p: *const u8) -> __m128 {
 }
 
 /// 16 bytes of packed nibbles -> 32 codes: low nibbles in the low lane, high in the high.
+/// A broadcast load (load port only) and one variable shift, instead of a lane insert on
+/// the shuffle port that decode kernels are short of.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
     unsafe {
-        let t = _mm_loadu_si128(p.cast());
-        let v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+        let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast()));
+        let v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
         _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
     }
 }
@@ -166,7 +176,7 @@ unsafe fn step_q4_0_q5_0<D: Dot, const Q5: bool>(
         let b = w.add(i * if Q5 { 22 } else { 18 });
         let q = if Q5 {
             let qh = b.add(2).cast::<u32>().read_unaligned();
-            _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
+            _mm256_or_si256(nibbles(b.add(6)), D::bit4(qh))
         } else {
             nibbles(b.add(2))
         };
@@ -190,7 +200,7 @@ unsafe fn step_q4_1_q5_1<D: Dot, const Q5: bool>(
         let b = w.add(i * if Q5 { 24 } else { 20 });
         let q = if Q5 {
             let qh = b.add(4).cast::<u32>().read_unaligned();
-            _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
+            _mm256_or_si256(nibbles(b.add(8)), D::bit4(qh))
         } else {
             nibbles(b.add(4))
         };
