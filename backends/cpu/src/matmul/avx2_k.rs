@@ -10,7 +10,7 @@
 //! Unsafe: every raw load is within a slice whose length is asserted first; the callers
 //! enable AVX2/FMA/F16C.
 
-use super::avx2::{f16x1, hsum, load, ActRow};
+use super::avx2::{hsum, load, scale_splat, ActRow};
 use std::arch::x86_64::*;
 
 /// Bytes of a Q2_K block: scales[16], qs[64], d, dmin.
@@ -153,8 +153,8 @@ pub(super) unsafe fn dot_q3_k(w: &[u8], a: ActRow) -> f32 {
                 isum,
                 _mm256_mullo_epi32(sc_hi, _mm256_loadu_si256(c.add(8).cast())),
             );
-            let scale = _mm_mul_ss(f16x1(b.add(108)), _mm_load_ss(a.d.as_ptr().add(i * 16)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(scale), acc);
+            let scale = scale_splat(b.add(108), a.d.as_ptr().add(i * 16));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
         }
         hsum(acc)
     }
