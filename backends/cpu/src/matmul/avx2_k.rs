@@ -10,7 +10,7 @@
 //! Unsafe: every raw load is within a slice whose length is asserted first; the callers
 //! enable AVX2/FMA/F16C.
 
-use super::avx2::{hsum, load, scale_splat, ActRow};
+use super::avx2::{hsum, load, pf, scale_splat, ActRow};
 use std::arch::x86_64::*;
 
 /// Bytes of a Q2_K block: scales[16], qs[64], d, dmin.
@@ -49,6 +49,7 @@ pub(super) unsafe fn dot_q2_k(w: &[u8], a: ActRow) -> f32 {
         let mut macc = _mm256_setzero_ps();
         for i in 0..nsb {
             let b = w.as_ptr().add(i * Q2K_BYTES);
+            pf(b, 2);
             let (scp, qs) = (b, b.add(16));
             let x = a.qs.as_ptr().add(i * 256);
             let sc16 = _mm_loadu_si128(scp.cast());
@@ -121,6 +122,7 @@ pub(super) unsafe fn dot_q3_k(w: &[u8], a: ActRow) -> f32 {
         let mut acc = _mm256_setzero_ps();
         for i in 0..nsb {
             let b = w.as_ptr().add(i * Q3K_BYTES);
+            pf(b, 2);
             let (hm, qs) = (load(b.cast()), b.add(32));
             let x = a.qs.as_ptr().add(i * 256);
             let sc = q3k_scales(b.add(96));
