@@ -246,7 +246,7 @@ fn wait_epoch(sh: &Shared, seen: u64) -> u64 {
             return e;
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 == 0 && t0.elapsed() > SPIN {
+        if spins.is_multiple_of(256) && t0.elapsed() > SPIN {
             break;
         }
         std::hint::spin_loop();
