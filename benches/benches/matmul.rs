@@ -2,7 +2,11 @@
 //! same run so every figure reads as a fraction of what the machine can do.
 //!
 //! - `read_bandwidth`: sum of a 512 MiB u64 array (larger than any LLC), bytes/s.
-//! - `gemv/<type>/<rows>x<cols>`: decode (m = 1), throughput in weight bytes/s.
+//! - `gemv/<level>/<type>/<rows>x<cols>`: decode (m = 1) at model shapes (4.5 MB or less:
+//!   the matrix stays in the cache between iterations), throughput in weight bytes/s.
+//! - `gemv_dram/<level>/<type>/<rows>x<cols>`: decode over one matrix of at least 512 MiB
+//!   and twice the last-level cache (printed at start), so every iteration streams the
+//!   weights from DRAM: the figure to compare with `read_bandwidth`.
 //! - `gemm/<type>/<rows>x<cols>/m512`: prefill, "elements" = 2 * m * rows * cols (FLOP/s).
 //!
 //! Levels: the best this machine has, plus AVX2 for the default models' types. Set
@@ -174,5 +178,55 @@ fn gemm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, read_bandwidth, gemv, gemm);
+/// The last-level cache size in bytes, from sysfs (Linux), if known.
+fn llc_bytes() -> Option<usize> {
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let mut best = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(size) = std::fs::read_to_string(e.path().join("size")) else { continue };
+        let size = size.trim();
+        let (num, mul) = match size.strip_suffix('K') {
+            Some(n) => (n, 1 << 10),
+            None => match size.strip_suffix('M') {
+                Some(n) => (n, 1 << 20),
+                None => (size, 1),
+            },
+        };
+        if let Ok(n) = num.parse::<usize>() {
+            best = best.max(Some(n * mul));
+        }
+    }
+    best
+}
+
+fn gemv_dram(c: &mut Criterion) {
+    let llc = llc_bytes();
+    let target = (512usize << 20).max(2 * llc.unwrap_or(0));
+    eprintln!(
+        "gemv_dram: last-level cache {} MiB, matrices of about {} MiB",
+        llc.map_or("unknown".to_string(), |b| (b >> 20).to_string()),
+        target >> 20
+    );
+    let mut g = config(c);
+    let cols = 4096;
+    for t in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let rows = target.div_ceil(t.row_size(cols as u64).unwrap() as usize);
+        let data = weights(t, rows, cols);
+        let w = WeightRef { ggml_type: t, rows, cols, data: &data };
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = vec![0f32; rows];
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        for level in levels() {
+            let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
+            let mut scratch = MatmulScratch::new();
+            g.bench_function(
+                BenchmarkId::new(format!("gemv_dram/{level}/{t}"), format!("{rows}x{cols}")),
+                |b| b.iter(|| cpu.matmul(&w, black_box(&x), 1, &mut y, &mut scratch).unwrap()),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, read_bandwidth, gemv_dram, gemv, gemm);
 criterion_main!(benches);

@@ -10,6 +10,7 @@
 //! Unsafe: every raw load is within a slice whose length the entry point asserts; the
 //! intrinsics need the features the entry points enable.
 
+use super::avx2_k;
 use super::format::{self, SubFormat};
 use super::Work;
 use std::arch::x86_64::*;
@@ -24,6 +25,14 @@ pub(super) trait Dot {
     /// # Safety
     /// The CPU must support the instruction (the caller's `#[target_feature]`).
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// Bit j of `qh` -> byte j equal to 0x10 (set) or 0: the fifth bit of Q5 codes.
+    /// # Safety
+    /// As [`Dot::dot`].
+    #[inline(always)]
+    unsafe fn bit4(qh: u32) -> __m256i {
+        // SAFETY: AVX2 is enabled in every caller.
+        unsafe { bit4_from_bits(qh) }
+    }
 }
 
 /// AVX2: `vpmaddubsw` + `vpmaddwd` by ones.
@@ -84,20 +93,48 @@ unsafe fn f16x2(p: *const u8) -> __m128 {
     unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned())) }
 }
 
-/// One f16 at `p` as f32 lane 0.
+/// The f16 at `p` as f32 in all 8 lanes. A broadcast load then a full-width conversion:
+/// converting one lane let LLVM load the f16 with `vpinsrw` into whatever register was
+/// free, often an accumulator, chaining every block's scale to the previous block's FMA
+/// (Q4_0/Q5_0/Q8_0 GEMV ran at about half speed).
 #[inline(always)]
-pub(super) unsafe fn f16x1(p: *const u8) -> __m128 {
-    // SAFETY: the caller guarantees 2 readable bytes at `p` and F16C.
-    unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32)) }
+pub(super) unsafe fn f16_splat(p: *const u8) -> __m256 {
+    // SAFETY: the caller guarantees 2 readable bytes at `p` and AVX2/F16C.
+    unsafe { _mm256_cvtph_ps(_mm_set1_epi16(p.cast::<i16>().read_unaligned())) }
+}
+
+/// `f16 at p * *q` in all 8 lanes (the same single product in every lane).
+#[inline(always)]
+pub(super) unsafe fn scale_splat(p: *const u8, q: *const f32) -> __m256 {
+    // SAFETY: the caller guarantees 2 readable bytes at `p`, 4 at `q`, and AVX2/F16C.
+    unsafe { _mm256_mul_ps(f16_splat(p), _mm256_broadcast_ss(&*q)) }
+}
+
+/// Software prefetch distance of the GEMV kernels, in bytes past the block being read.
+/// Every block prefetches the line this far ahead, so requests stream steadily (issuing a
+/// whole row's lines at once before each row reached about 60 % of the read bandwidth on
+/// matrices larger than the LLC; 2 KB ahead per block, about 85 %).
+const PF_DIST: usize = 2048;
+
+/// Prefetch `n` lines starting `PF_DIST` bytes past `p` (a block of up to `64 n` bytes).
+#[inline(always)]
+pub(super) unsafe fn pf(p: *const u8, n: usize) {
+    for k in 0..n {
+        // SAFETY: a prefetch never faults, and `wrapping_add` keeps the address computation
+        // defined past the end of the weights.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PF_DIST + 64 * k).cast()) };
+    }
 }
 
 /// 16 bytes of packed nibbles -> 32 codes: low nibbles in the low lane, high in the high.
+/// A broadcast load (load port only) and one variable shift, instead of a lane insert on
+/// the shuffle port that decode kernels are short of.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 16 readable bytes at `p` and AVX2.
     unsafe {
-        let t = _mm_loadu_si128(p.cast());
-        let v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+        let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast()));
+        let v = _mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4));
         _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
     }
 }
@@ -144,11 +181,12 @@ unsafe fn step_q8_0<D: Dot>(w: *const u8, a: ActRow, i: usize, acc: __m256) -> _
     // SAFETY: the caller checked block i and activation block i exist.
     unsafe {
         let b = w.add(i * 34);
+        pf(b, 1);
         let q = load(b.add(2).cast());
         let x = load(a.qs.as_ptr().add(i * 32));
         let p = D::dot(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
-        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+        let sc = scale_splat(b, a.d.as_ptr().add(i));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc)
     }
 }
 
@@ -163,16 +201,17 @@ unsafe fn step_q4_0_q5_0<D: Dot, const Q5: bool>(
     // SAFETY: the caller checked block i and activation block i exist.
     unsafe {
         let b = w.add(i * if Q5 { 22 } else { 18 });
+        pf(b, 1);
         let q = if Q5 {
             let qh = b.add(2).cast::<u32>().read_unaligned();
-            _mm256_or_si256(nibbles(b.add(6)), bit4_from_bits(qh))
+            _mm256_or_si256(nibbles(b.add(6)), D::bit4(qh))
         } else {
             nibbles(b.add(2))
         };
         let x = load(a.qs.as_ptr().add(i * 32));
         let p = D::dot(_mm256_castsi128_si256(_mm_cvtsi32_si128(*a.corr.get_unchecked(i))), q, x);
-        let sc = _mm_mul_ss(f16x1(b), _mm_load_ss(a.d.as_ptr().add(i)));
-        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcastss_ps(sc), acc)
+        let sc = scale_splat(b, a.d.as_ptr().add(i));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc)
     }
 }
 
@@ -187,9 +226,10 @@ unsafe fn step_q4_1_q5_1<D: Dot, const Q5: bool>(
     // SAFETY: the caller checked block i and activation block i exist.
     unsafe {
         let b = w.add(i * if Q5 { 24 } else { 20 });
+        pf(b, 1);
         let q = if Q5 {
             let qh = b.add(4).cast::<u32>().read_unaligned();
-            _mm256_or_si256(nibbles(b.add(8)), bit4_from_bits(qh))
+            _mm256_or_si256(nibbles(b.add(8)), D::bit4(qh))
         } else {
             nibbles(b.add(4))
         };
@@ -261,18 +301,25 @@ unsafe fn dot_q4_1_q5_1<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
     }
 }
 
-/// Q4_K x Q8_K: integer sums scaled by the 6-bit sub-block scales, f32 min term.
+/// Q4_K (or, with `Q5`, Q5_K) x Q8_K: integer sums scaled by the 6-bit sub-block scales,
+/// f32 min term. Q5_K adds the fifth bit of code `64j + l` (`64j + 32 + l`) from bit `2j`
+/// (`2j + 1`) of `qh[l]`; codes stay below 32, so `vpmaddubsw` is exact.
 #[inline(always)]
-unsafe fn dot_q4_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
-    let nsb = w.len() / 144;
+unsafe fn dot_q4_k<D: Dot, const Q5: bool>(w: &[u8], a: ActRow) -> f32 {
+    let bb = if Q5 { 176 } else { 144 };
+    let nsb = w.len() / bb;
     assert!(a.qs.len() >= nsb * 256 && a.d.len() >= nsb * 8 && a.s.len() >= nsb * 8);
-    // SAFETY: super-block i reads w[144i..144i+144], a.qs[256i..], a.d/a.s[8i..8i+8].
+    // SAFETY: super-block i reads w[bb*i..bb*(i+1)], a.qs[256i..], a.d/a.s[8i..8i+8].
     unsafe {
         let mut acc = _mm256_setzero_ps();
         let mut macc = _mm256_setzero_ps();
         let lo4 = _mm256_set1_epi8(0x0F);
         for i in 0..nsb {
-            let b = w.as_ptr().add(i * 144);
+            let b = w.as_ptr().add(i * bb);
+            pf(b, 3);
+            // Q5_K: d, dmin, scales[12], qh[32], qs[128]; Q4_K has no qh.
+            let qs = b.add(if Q5 { 48 } else { 16 });
+            let qh = if Q5 { load(b.add(16).cast()) } else { _mm256_setzero_si256() };
             let mut sc = [0u32; 3];
             std::ptr::copy_nonoverlapping(b.add(4), sc.as_mut_ptr().cast::<u8>(), 12);
             let (s0, m1) = (sc[0] & 0x3f3f_3f3f, sc[1] & 0x3f3f_3f3f);
@@ -284,9 +331,27 @@ unsafe fn dot_q4_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
             let mut isum = _mm256_setzero_si256();
             let x = a.qs.as_ptr().add(i * 256);
             for j in 0..4 {
-                let raw = load(b.add(16 + 32 * j).cast());
-                let q_lo = _mm256_and_si256(raw, lo4);
-                let q_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                let raw = load(qs.add(32 * j).cast());
+                let mut q_lo = _mm256_and_si256(raw, lo4);
+                let mut q_hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                if Q5 {
+                    // Bit 2j (2j + 1) of each qh byte to bit 4: shift within 16-bit lanes,
+                    // then keep only bit 4 of each byte (no bits cross a byte that way).
+                    let b16 = _mm256_set1_epi8(0x10);
+                    let (b0, b1) = (2 * j as i32, 2 * j as i32 + 1);
+                    let h0 = if b0 <= 4 {
+                        _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - b0))
+                    } else {
+                        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(b0 - 4))
+                    };
+                    let h1 = if b1 <= 4 {
+                        _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - b1))
+                    } else {
+                        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(b1 - 4))
+                    };
+                    q_lo = _mm256_or_si256(q_lo, _mm256_and_si256(h0, b16));
+                    q_hi = _mm256_or_si256(q_hi, _mm256_and_si256(h1, b16));
+                }
                 let p0 = _mm256_maddubs_epi16(q_lo, load(x.add(64 * j)));
                 let p1 = _mm256_maddubs_epi16(q_hi, load(x.add(64 * j + 32)));
                 let sc0 = _mm256_shuffle_epi8(
@@ -324,6 +389,7 @@ unsafe fn dot_q6_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
         let lo4 = _mm256_set1_epi8(0x0F);
         for i in 0..nsb {
             let b = w.as_ptr().add(i * 210);
+            pf(b, 4);
             let (ql, qh, scp) = (b, b.add(128), b.add(192));
             let x = a.qs.as_ptr().add(i * 256);
             let mut isum = _mm256_setzero_si256();
@@ -374,8 +440,8 @@ unsafe fn dot_q6_k<D: Dot>(w: &[u8], a: ActRow) -> f32 {
                 isum,
                 _mm256_mullo_epi32(sc_hi, _mm256_loadu_si256(c.add(8).cast())),
             );
-            let scale = _mm_mul_ss(f16x1(b.add(208)), _mm_load_ss(a.d.as_ptr().add(i * 16)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(scale), acc);
+            let scale = scale_splat(b.add(208), a.d.as_ptr().add(i * 16));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
         }
         hsum(acc)
     }
@@ -421,9 +487,6 @@ unsafe fn dot_unpacked<D: Dot>(fmt: SubFormat, q: &[u8], dw: &[f32], mw: &[f32],
     }
 }
 
-/// How many rows ahead the GEMV prefetches.
-const GEMV_PREFETCH_ROWS: usize = 2;
-
 /// Every output of a chunk of weight rows (`w`: whole rows of `row_bytes`).
 #[inline(always)]
 pub(super) unsafe fn gemv_rows<D: Dot>(
@@ -436,17 +499,7 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
     work: &mut Work,
 ) {
     let fmt = format::sub_format(t).expect("checked by matmul");
-    for (k, (row, out)) in w.chunks_exact(row_bytes).zip(y.iter_mut()).enumerate() {
-        // Prefetch the row after next: the kernels are compute-heavy enough that, left to
-        // the hardware prefetcher alone, DRAM reads and compute barely overlap.
-        if let Some(ahead) =
-            w.get((k + GEMV_PREFETCH_ROWS) * row_bytes..(k + GEMV_PREFETCH_ROWS + 1) * row_bytes)
-        {
-            for line in (0..row_bytes).step_by(64) {
-                // SAFETY: a prefetch of an in-bounds address (it never faults anyway).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().add(line).cast()) };
-            }
-        }
+    for (row, out) in w.chunks_exact(row_bytes).zip(y.iter_mut()) {
         // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
         *out = unsafe {
             match t {
@@ -455,7 +508,10 @@ pub(super) unsafe fn gemv_rows<D: Dot>(
                 GgmlType::Q5_0 => dot_q4_0_q5_0::<D, true>(row, a),
                 GgmlType::Q4_1 => dot_q4_1_q5_1::<D, false>(row, a),
                 GgmlType::Q5_1 => dot_q4_1_q5_1::<D, true>(row, a),
-                GgmlType::Q4_K => dot_q4_k::<D>(row, a),
+                GgmlType::Q4_K => dot_q4_k::<D, false>(row, a),
+                GgmlType::Q5_K => dot_q4_k::<D, true>(row, a),
+                GgmlType::Q2_K => avx2_k::dot_q2_k(row, a),
+                GgmlType::Q3_K => avx2_k::dot_q3_k(row, a),
                 GgmlType::Q6_K => dot_q6_k::<D>(row, a),
                 _ => {
                     let n = cols / fmt.bs;

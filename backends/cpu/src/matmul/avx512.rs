@@ -25,6 +25,12 @@ impl Dot for Avx512Vnni {
         // SAFETY: AVX512-VNNI and AVX512VL are enabled in every caller.
         unsafe { _mm256_dpbusd_epi32(acc, u, s) }
     }
+    #[inline(always)]
+    unsafe fn bit4(qh: u32) -> __m256i {
+        // SAFETY: AVX512BW and AVX512VL are enabled in every caller. One masked move from a
+        // mask register replaces the AVX2 broadcast-shuffle-compare sequence.
+        unsafe { _mm256_maskz_mov_epi8(qh, _mm256_set1_epi8(0x10)) }
+    }
 }
 
 /// Activation rows per GEMM microkernel call at this level: 8 i32 and 8 f32 accumulators

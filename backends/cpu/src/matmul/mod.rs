@@ -20,14 +20,15 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_gemm;
 #[cfg(target_arch = "x86_64")]
+mod avx2_k;
+#[cfg(target_arch = "x86_64")]
 mod avx2_quant;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use crate::context::{Cpu, CpuError};
+use crate::context::{Cpu, CpuError, SendPtr};
 use crate::dispatch::CpuLevel;
 use format::{ActKind, Layout, SubFormat};
-use rayon::prelude::*;
 use std::sync::Mutex;
 use weft::GgmlType;
 
@@ -96,7 +97,7 @@ pub(crate) struct Work {
 #[derive(Default)]
 pub struct MatmulScratch {
     acts: ActBufs,
-    /// One per pool thread, indexed by `rayon::current_thread_index`.
+    /// One per team member, indexed by the member number.
     work: Vec<Mutex<Work>>,
 }
 
@@ -348,20 +349,35 @@ impl Cpu {
                         .zip(corr.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
                 )
                 .try_for_each(derive)?;
-        } else if layout.is_some() {
-            self.pool().install(|| {
-                x.par_chunks(cols)
-                    .zip(blocks.par_chunks_mut(blk_bytes))
-                    .zip(qs.par_chunks_mut(q_stride).zip(d.par_chunks_mut(meta_stride)))
-                    .zip(s.par_chunks_mut(meta_stride).zip(corr.par_chunks_mut(meta_stride)))
-                    .try_for_each(derive)
-            })?;
         } else {
-            self.pool().install(|| {
-                x.par_chunks(cols)
-                    .zip(blocks.par_chunks_mut(blk_bytes))
-                    .try_for_each(|(xr, br)| quantize(xr, br))
-            })?;
+            let n_d = if layout.is_some() { m } else { 0 };
+            let (pb, pq, pd) = (
+                SendPtr::new(blocks.as_mut_ptr()),
+                SendPtr::new(qs.as_mut_ptr()),
+                SendPtr::new(d.as_mut_ptr()),
+            );
+            let (ps, pc) = (SendPtr::new(s.as_mut_ptr()), SendPtr::new(corr.as_mut_ptr()));
+            let first_err = Mutex::new(None);
+            self.par_items(m, |_, r| {
+                // SAFETY: row r's parts of each buffer are disjoint from every other row's,
+                // in bounds (the buffers hold m rows, or none of the derived ones when
+                // n_d == 0), and each row runs exactly once while the buffers are borrowed.
+                let row = unsafe {
+                    (
+                        (
+                            (&x[r * cols..(r + 1) * cols], row_part(&pb, r, blk_bytes, m)),
+                            (row_part(&pq, r, q_stride, n_d), row_part(&pd, r, meta_stride, n_d)),
+                        ),
+                        (row_part(&ps, r, meta_stride, n_d), row_part(&pc, r, meta_stride, n_d)),
+                    )
+                };
+                if let Err(e) = derive(row) {
+                    first_err.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                }
+            });
+            if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(e);
+            }
         }
         Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
     }
@@ -380,7 +396,7 @@ impl Cpu {
         let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
         let row_bytes = w.data.len() / rows;
         if fmt.act == ActKind::F32 {
-            return self.for_chunks(y, rows, |i, yr| {
+            return self.for_chunks(y, rows, |_, i, yr| {
                 let xr = &x[i * cols..(i + 1) * cols];
                 for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
                     *o = scalar::dot_float(t, wr, xr);
@@ -390,7 +406,7 @@ impl Cpu {
         }
         let (blocks, blk_bytes, _) =
             self.quantize_acts(None, fmt, None, cols, x, m, &mut scratch.acts)?;
-        self.for_chunks(y, rows, |i, yr| {
+        self.for_chunks(y, rows, |_, i, yr| {
             let br = &blocks[i * blk_bytes..(i + 1) * blk_bytes];
             for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
                 *o = weft::quant::vec_dot(t, cols, wr, br)
@@ -400,27 +416,24 @@ impl Cpu {
         })
     }
 
-    /// Run `f(i, chunk i of y)` for every `chunk`-sized piece of `y`: on the calling thread
-    /// when the `Cpu` has one thread (no pool wake-up per call), else over the pool.
+    /// Run `f(member, i, chunk i of y)` for every `chunk`-sized piece of `y` on the thread
+    /// team (on the calling thread alone when there is one piece); the first error wins.
     fn for_chunks<F>(&self, y: &mut [f32], chunk: usize, f: F) -> Result<(), CpuError>
     where
-        F: Fn(usize, &mut [f32]) -> Result<(), CpuError> + Sync + Send,
+        F: Fn(usize, usize, &mut [f32]) -> Result<(), CpuError> + Sync,
     {
-        if self.threads() == 1 || y.len() <= chunk {
-            y.chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c))
-        } else {
-            self.pool()
-                .install(|| y.par_chunks_mut(chunk).enumerate().try_for_each(|(i, c)| f(i, c)))
+        if y.len() <= chunk {
+            return f(0, 0, y);
         }
-    }
-
-    /// Run `f(j)` for j in 0..n, like [`Self::for_chunks`].
-    #[cfg(target_arch = "x86_64")]
-    fn for_jobs<F: Fn(usize) + Sync + Send>(&self, n: usize, f: F) {
-        if self.threads() == 1 || n == 1 {
-            (0..n).for_each(f)
-        } else {
-            self.pool().install(|| (0..n).into_par_iter().for_each(f))
+        let first_err = Mutex::new(None);
+        self.par_chunks_mut(y, chunk, |member, i, c| {
+            if let Err(e) = f(member, i, c) {
+                first_err.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
+        });
+        match first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -433,7 +446,7 @@ impl Cpu {
         let row_bytes = w.data.len() / rows;
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
-        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+        self.par_items(rows.div_ceil(GEMM_JOB_ROWS), |_, j| {
             let c0 = j * GEMM_JOB_ROWS;
             let nc = GEMM_JOB_ROWS.min(rows - c0);
             let wj = &w.data[c0 * row_bytes..(c0 + nc) * row_bytes];
@@ -469,9 +482,9 @@ impl Cpu {
         let a = avx2::ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
-        let _ = self.for_chunks(y, chunk, |i, yc| {
+        let _ = self.for_chunks(y, chunk, |member, i, yc| {
             let wc = &w.data[i * chunk * row_bytes..(i * chunk + yc.len()) * row_bytes];
-            let mut wk = lock_work(work);
+            let mut wk = lock_work(work, member);
             simd.gemv(w.ggml_type, w.cols, wc, row_bytes, a, yc, &mut wk);
             Ok(())
         });
@@ -498,11 +511,11 @@ impl Cpu {
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
         let tr = simd.tile_rows();
-        self.for_jobs(rows.div_ceil(GEMM_JOB_ROWS), |j| {
+        self.par_items(rows.div_ceil(GEMM_JOB_ROWS), |member, j| {
             let c0 = j * GEMM_JOB_ROWS;
             let nc = GEMM_JOB_ROWS.min(rows - c0);
             let n_tiles = nc.div_ceil(4);
-            let mut wk = lock_work(work);
+            let mut wk = lock_work(work, member);
             let wk = &mut *wk;
             let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
             let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
@@ -563,13 +576,27 @@ impl Cpu {
 type ActRowMut<'a> =
     (((&'a [f32], &'a mut [u8]), (&'a mut [i8], &'a mut [f32])), (&'a mut [f32], &'a mut [i32]));
 
+/// Row `r` (`stride` elements) of the buffer behind `p`, or an empty slice when the buffer
+/// holds only `n <= r` rows.
+///
+/// # Safety
+/// The buffer holds at least `n * stride` elements, and no one else uses row `r` while the
+/// returned slice lives.
+unsafe fn row_part<'a, T>(p: &SendPtr<T>, r: usize, stride: usize, n: usize) -> &'a mut [T] {
+    if r < n {
+        // SAFETY: in bounds and exclusive (the caller's contract).
+        unsafe { std::slice::from_raw_parts_mut(p.get().add(r * stride), stride) }
+    } else {
+        &mut []
+    }
+}
+
 /// The most activation rows any level's GEMM microkernel takes per call.
 const MAX_TILE_ROWS: usize = 8;
 
-/// This thread's work buffers (uncontended: one per pool thread).
-fn lock_work(work: &[Mutex<Work>]) -> std::sync::MutexGuard<'_, Work> {
-    let i = rayon::current_thread_index().unwrap_or(0) % work.len();
-    work[i].lock().unwrap_or_else(|e| e.into_inner())
+/// Team member `member`'s work buffers (uncontended: one per member).
+fn lock_work(work: &[Mutex<Work>], member: usize) -> std::sync::MutexGuard<'_, Work> {
+    work[member % work.len()].lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The output pointer shared by GEMM jobs, which write disjoint column ranges.

@@ -18,7 +18,6 @@ mod softmax;
 pub use rope::MAX_N_ROT;
 
 use crate::{Cpu, CpuError};
-use rayon::prelude::*;
 use weft::ops::OpsError;
 
 /// A shape error from the shared rules, as the backend reports it.
@@ -44,14 +43,11 @@ impl Cpu {
             data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i, c));
             return;
         }
-        // A few items per task keeps rayon's splitting overhead small while leaving enough
-        // tasks to balance uneven items (causal attention rows grow with the row index).
-        let min_len = (n_items / (self.threads() * 8)).max(1);
-        self.pool().install(|| {
-            data.par_chunks_mut(chunk_len)
-                .enumerate()
-                .with_min_len(min_len)
-                .for_each(|(i, c)| f(i, c))
+        // A few items per claim keeps the claiming overhead small while leaving enough claims
+        // to balance uneven items (causal attention rows grow with the row index).
+        let per = (n_items / (self.threads() * 8)).max(1);
+        self.par_chunks_mut(data, chunk_len * per, |_, j, group| {
+            group.chunks_mut(chunk_len).enumerate().for_each(|(k, c)| f(j * per + k, c))
         });
     }
 }
