@@ -1,5 +1,6 @@
 //! `weft bench-parallel`: the speed claims of parallel context encoding, measured end to end
-//! on a model (random tokens; one warm-up, then `-r` timed repetitions, mean ± sd):
+//! on a model (random tokens; one warm-up, then `-r` timed repetitions, mean ± sd; the two
+//! sides of each comparison run alternately, so a shared machine's load hits both alike):
 //!
 //! - `encode`: a context of `-c` tokens (sink + P pieces + a 32-token question) encoded with
 //!   full causal attention and with parallel encoding for each P of `--pieces`. Parallel
@@ -74,16 +75,25 @@ impl Bench<'_, '_> {
         }
     }
 
-    /// Seconds of `f`, one warm-up then `r` timed runs.
-    fn time(&self, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-        f()?;
-        let mut s = Vec::with_capacity(self.r);
+    /// Seconds of `a` and of `b` (mean, sd), one warm-up each, then `r` timed runs of
+    /// each, alternating, so that a shared machine's changing load hits both alike.
+    fn time_pair(
+        &self,
+        mut a: impl FnMut() -> Result<()>,
+        mut b: impl FnMut() -> Result<()>,
+    ) -> Result<((f64, f64), (f64, f64))> {
+        a()?;
+        b()?;
+        let (mut sa, mut sb) = (Vec::with_capacity(self.r), Vec::with_capacity(self.r));
         for _ in 0..self.r {
             let t0 = Instant::now();
-            f()?;
-            s.push(t0.elapsed().as_secs_f64());
+            a()?;
+            sa.push(t0.elapsed().as_secs_f64());
+            let t0 = Instant::now();
+            b()?;
+            sb.push(t0.elapsed().as_secs_f64());
         }
-        Ok(mean_sd(&s))
+        Ok((mean_sd(&sa), mean_sd(&sb)))
     }
 }
 
@@ -126,16 +136,18 @@ pub fn run(args: BenchParallelArgs) -> Result<()> {
                 .chain(&req.query)
                 .copied()
                 .collect();
-            let (tf, sf) = b.time(|| {
-                full.clear();
-                full.eval(&all)?;
-                Ok(())
-            })?;
-            let (tp, sp) = b.time(|| {
-                par.clear();
-                par.encode(&req, &ParallelConfig::default())?;
-                Ok(())
-            })?;
+            let ((tf, sf), (tp, sp)) = b.time_pair(
+                || {
+                    full.clear();
+                    full.eval(&all)?;
+                    Ok(())
+                },
+                || {
+                    par.clear();
+                    par.encode(&req, &ParallelConfig::default())?;
+                    Ok(())
+                },
+            )?;
             println!("| {p} | {tf:.3} ± {sf:.3} | {tp:.3} ± {sp:.3} | {:.3} |", tp / tf);
         }
     }
@@ -147,21 +159,27 @@ pub fn run(args: BenchParallelArgs) -> Result<()> {
         println!(
             "\ncache: time to first token, {d} documents x {len} tokens + {QUERY}-token question"
         );
-        let mut e = ParallelEngine::new(&model, cfg(n))?;
+        // Cold: a fresh cache each time, every document encoded. Hit: the cache filled
+        // once, so each run copies the sink and documents and encodes the question only.
         let c = ParallelConfig::default();
-        let (tc, sc) = b.time(|| {
-            e.clear();
-            e.set_doc_cache(DocCache::new("bench", 1 << 30));
-            e.encode(&req, &c)?;
-            Ok(())
-        })?;
-        // The cache now holds every document: each run below is a hit (the sink and the
-        // question are encoded, the documents copied).
-        let (th, sh) = b.time(|| {
-            e.clear();
-            e.encode(&req, &c)?;
-            Ok(())
-        })?;
+        let mut cold = ParallelEngine::new(&model, cfg(n))?;
+        let mut hit = ParallelEngine::new(&model, cfg(n))?;
+        hit.set_doc_cache(DocCache::new("bench", 1 << 30));
+        hit.encode(&req, &c)?;
+        let ((tc, sc), (th, sh)) = b.time_pair(
+            || {
+                cold.clear();
+                cold.set_doc_cache(DocCache::new("bench", 1 << 30));
+                cold.encode(&req, &c)?;
+                Ok(())
+            },
+            || {
+                hit.clear();
+                let s = hit.encode(&req, &c)?;
+                anyhow::ensure!(s.n_context_eval == 0, "the cache missed");
+                Ok(())
+            },
+        )?;
         println!("| cold (s) | cache hit (s) | speed-up |");
         println!("|---|---|---|");
         println!("| {tc:.3} ± {sc:.3} | {th:.4} ± {sh:.4} | {:.1}x |", tc / th);
@@ -171,19 +189,20 @@ pub fn run(args: BenchParallelArgs) -> Result<()> {
         let n = args.ctx_size;
         let req = b.request(n, 16);
         println!("\nselect: question of {QUERY} tokens over 16 pieces, {n} tokens; only the question is timed");
-        let mut e = ParallelEngine::new(&model, cfg(n))?;
-        let mut time_query = |c: &ParallelConfig| -> Result<(f64, f64)> {
-            e.encode(&req, c)?; // encodes the documents once; later runs re-use them
-            b.time(|| {
-                let s = e.encode(&req, c)?;
-                anyhow::ensure!(s.n_context_eval == 0, "documents were encoded again");
-                Ok(())
-            })
-        };
+        // Two engines hold the same encoded documents; each run re-encodes only the question.
         let off = ParallelConfig::default();
         let on = ParallelConfig { select_k: 2, ..ParallelConfig::default() };
-        let (t0, s0) = time_query(&off)?;
-        let (t1, s1) = time_query(&on)?;
+        let mut e0 = ParallelEngine::new(&model, cfg(n))?;
+        let mut e1 = ParallelEngine::new(&model, cfg(n))?;
+        e0.encode(&req, &off)?;
+        e1.encode(&req, &on)?;
+        let query_only = |e: &mut ParallelEngine<'_, '_, Cpu>, c: &ParallelConfig| -> Result<()> {
+            let s = e.encode(&req, c)?;
+            anyhow::ensure!(s.n_context_eval == 0, "documents were encoded again");
+            Ok(())
+        };
+        let ((t0, s0), (t1, s1)) =
+            b.time_pair(|| query_only(&mut e0, &off), || query_only(&mut e1, &on))?;
         println!("| no selection (s) | K = 2 (s) | with / without |");
         println!("|---|---|---|");
         println!("| {t0:.4} ± {s0:.4} | {t1:.4} ± {s1:.4} | {:.3} |", t1 / t0);
