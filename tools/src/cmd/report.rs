@@ -24,18 +24,13 @@ const APPENDIX: &str = include_str!("../report/appendix.md");
 pub struct ReportArgs {
     /// Models (manifest names or GGUF paths), comma-separated; `model:lm+icl` runs only the
     /// named tasks on that model.
-    #[arg(
-        short,
-        long,
-        value_delimiter = ',',
-        default_value = "qwen2.5-0.5b,smollm2-135m:lm+icl+kv"
-    )]
+    #[arg(short, long, value_delimiter = ',', default_value = "qwen2.5-0.5b,smollm2-135m:lm+icl")]
     pub models: Vec<String>,
     /// Tasks, comma-separated (the default for models without a `:tasks` suffix).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "lm,icl,rag,needle,kv")]
     pub tasks: Vec<TaskKind>,
     /// Examples per setting for each task, as task=N pairs (tasks not named keep theirs).
-    #[arg(long, value_delimiter = ',', default_value = "lm=3,icl=10,rag=5,needle=5,kv=6")]
+    #[arg(long, value_delimiter = ',', default_value = "lm=3,icl=10,rag=4,needle=4,kv=4")]
     pub n: Vec<String>,
     /// Context units per example for each task, as task=N pairs: demonstrations (icl),
     /// documents (rag), key-value pairs (kv); tasks not named use `weft eval`'s default.
@@ -128,7 +123,7 @@ fn results_path(a: &ReportArgs, model: &str, task: TaskKind) -> PathBuf {
 }
 
 /// The command line that regenerates the report with these arguments.
-fn command_line(a: &ReportArgs) -> String {
+fn command_line(a: &ReportArgs, threads: usize) -> String {
     let join = |v: Vec<String>| v.join(",");
     let onoff = |v: &[OnOff]| {
         join(v.iter().map(|s| if *s == OnOff::On { "on".into() } else { "off".into() }).collect())
@@ -136,7 +131,7 @@ fn command_line(a: &ReportArgs) -> String {
     format!(
         "weft data fetch --all\nweft report -t {} --models {} --tasks {} --n {} --units {} --p {} \
          --sink {} --select {} --seed {} --seg-len {} --haystack-chars {}",
-        a.threads,
+        threads,
         join(a.models.clone()),
         join(a.tasks.iter().map(|t| t.name().to_string()).collect()),
         join(a.n.clone()),
@@ -245,12 +240,16 @@ fn write_report(a: &ReportArgs, log: &SweepLog) -> Result<()> {
         }
     }
     if loaded.is_empty() {
-        bail!("no results under {}: run `weft report` without --render-only", a.results_dir.display());
+        bail!(
+            "no results under {}: run `weft report` without --render-only",
+            a.results_dir.display()
+        );
     }
     let mut plots = Vec::new();
     for (model, files) in &loaded {
         for f in files {
-            let stem = format!("{}-{}", model_slug(model), f.config.task.name());
+            // `line_chart` sets the extension, so the stem must hold no dot of its own.
+            let stem = format!("{}-{}", model_slug(model).replace('.', "_"), f.config.task.name());
             let written = report_plots(f, &plot_dir, &stem, model)?;
             plots.push((model.clone(), f.config.task, written));
         }
@@ -258,7 +257,8 @@ fn write_report(a: &ReportArgs, log: &SweepLog) -> Result<()> {
     let discussion_path = plot_dir.join("discussion.md");
     let discussion = std::fs::read_to_string(&discussion_path).ok();
     let input = ReportInput {
-        command: command_line(a),
+        // the threads the sweep ran with (a later --render-only may pass none)
+        command: command_line(a, if log.threads > 0 { log.threads } else { a.threads }),
         log,
         models: loaded
             .iter()

@@ -111,8 +111,12 @@ pub fn claims_markdown(files: &[&RunFile]) -> String {
     for f in files {
         let ps = ps(f);
         let (Some(&p0), Some(&p1)) = (ps.first(), ps.last()) else { continue };
+        if p0 == p1 {
+            continue;
+        }
         if let Some(i) = paired(f, &[(st(p0, false, 0), st(p1, false, 0))], e) {
-            let _ = writeln!(s, "- {} (P {p0}→{p1}): {}", f.config.task.name(), diff_text(&i, 1.0, 3));
+            let _ =
+                writeln!(s, "- {} (P {p0}→{p1}): {}", f.config.task.name(), diff_text(&i, 1.0, 3));
         }
     }
 
@@ -124,6 +128,9 @@ pub fn claims_markdown(files: &[&RunFile]) -> String {
     for f in files {
         let ps = ps(f);
         let (Some(&p0), Some(&p1)) = (ps.first(), ps.last()) else { continue };
+        if p0 == p1 {
+            continue;
+        }
         let task = f.config.task;
         let (k, d, _) = score_fmt(task);
         if let Some(i) = paired(f, &[(st(p0, false, 0), st(p1, false, 0))], Metric::Score) {

@@ -113,12 +113,8 @@ impl SweepLog {
         }
         let wall: f64 = self.runs.iter().map(|r| r.wall_s).sum();
         let ex: f64 = self.runs.iter().map(|r| r.example_s).sum();
-        let _ = writeln!(
-            s,
-            "\n**Total: {} wall, {} of example compute.**",
-            minutes(wall),
-            minutes(ex)
-        );
+        let _ =
+            writeln!(s, "\n**Total: {} wall, {} of example compute.**", minutes(wall), minutes(ex));
         s
     }
 }
@@ -161,7 +157,10 @@ mod tests {
         assert_eq!(log.runs.len(), 2);
         assert_eq!(log.runs[0].wall_s, 300.0);
         let md = log.markdown();
-        assert!(md.contains("| a | icl | 4 | 1,2,4 | off,on | 0,2 | 5.0 min | 100 s | 2.5 → ? |"), "{md}");
+        assert!(
+            md.contains("| a | icl | 4 | 1,2,4 | off,on | 0,2 | 5.0 min | 100 s | 2.5 → ? |"),
+            "{md}"
+        );
         assert!(md.contains("Total: 5.5 min wall"), "{md}");
         let dir = std::env::temp_dir().join(format!("weft-log-{}", std::process::id()));
         let path = dir.join("sweep.json");

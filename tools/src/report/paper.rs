@@ -47,9 +47,8 @@ pub fn paper_column(task: TaskKind) -> &'static str {
 
 /// The paper's table as markdown.
 pub fn paper_table() -> String {
-    let mut s = String::from(
-        "| P | LM ppl | ICL % | RAG % | synthetic % |\n|---|---|---|---|---|\n",
-    );
+    let mut s =
+        String::from("| P | LM ppl | ICL % | RAG % | synthetic % |\n|---|---|---|---|---|\n");
     for r in &PAPER_ROWS {
         s.push_str(&format!(
             "| {} | {:.2} | {:.1} | {:.1} | {:.1} |\n",

@@ -98,7 +98,8 @@ pub fn side_by_side(m: &ModelResults<'_>) -> String {
     let mut s = String::from("| P |");
     for f in &m.files {
         let t = f.config.task;
-        let _ = write!(s, " {} {} | paper |", t.name(), if t == TaskKind::Lm { "ppl" } else { "%" });
+        let _ =
+            write!(s, " {} {} | paper |", t.name(), if t == TaskKind::Lm { "ppl" } else { "%" });
     }
     s.push_str("\n|---|");
     for _ in &m.files {
@@ -206,14 +207,15 @@ pub fn render(input: &ReportInput<'_>) -> String {
             );
             let _ = writeln!(
                 s,
-                "n = {} examples per setting, seed {}, units {}{}.\n",
+                "n = {} examples per setting, seed {}{}.\n",
                 p.n,
                 p.seed,
-                p.units,
                 match t {
                     TaskKind::Lm => format!(", segment length S = {}", p.seg_len),
                     TaskKind::Needle => format!(", haystack {} characters", p.haystack_chars),
-                    _ => String::new(),
+                    TaskKind::Icl => format!(", {} demonstrations", p.units),
+                    TaskKind::Rag => format!(", {} documents", p.units),
+                    TaskKind::Kv => format!(", {} key-value pairs", p.units),
                 }
             );
             s.push_str(&task_table(f));
