@@ -30,7 +30,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "lm,icl,rag,needle,kv")]
     pub tasks: Vec<TaskKind>,
     /// Examples per setting for each task, as task=N pairs (tasks not named keep theirs).
-    #[arg(long, value_delimiter = ',', default_value = "lm=3,icl=10,rag=4,needle=4,kv=4")]
+    #[arg(long, value_delimiter = ',', default_value = "lm=3,icl=10,rag=8,needle=4,kv=4")]
     pub n: Vec<String>,
     /// Context units per example for each task, as task=N pairs: demonstrations (icl),
     /// documents (rag), key-value pairs (kv); tasks not named use `weft eval`'s default.

@@ -68,6 +68,10 @@ fn has(f: &RunFile, s: Setting) -> bool {
 fn diff_text(i: &Interval, scale: f64, digits: usize) -> String {
     let sig = if i.n < 2 {
         "n<2, no interval"
+    } else if i.lo == i.hi {
+        // every pair differs by the same amount (e.g. 10/10 right → 0/10): the normal
+        // interval collapses; the Wilson intervals of the two settings are the honest bound
+        "all pairs equal"
     } else if i.lo > 0.0 {
         "CI > 0"
     } else if i.hi < 0.0 {
@@ -314,7 +318,7 @@ mod tests {
         assert!(md.contains("- icl (P 1→4): +1.010 ["), "{md}");
         assert!(md.contains("CI > 0"), "{md}");
         // sink: accuracy +100 points on all three pairs, entropy lower
-        assert!(md.contains("Δ acc (points) +100.0 [+100.0, +100.0]"), "{md}");
+        assert!(md.contains("Δ acc (points) +100.0 [+100.0, +100.0] (all pairs equal"), "{md}");
         assert!(md.contains("| on | 0 | 100.0 | 100.0 |"), "{md}");
         assert!(md.contains("| off | 2 | 0.0 | 0.0 |"), "{md}");
     }

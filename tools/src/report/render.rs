@@ -170,7 +170,9 @@ pub fn render(input: &ReportInput<'_>) -> String {
     s.push_str(
         "Differences are paired over the same examples (every setting runs the same example \
          ids). \"CI > 0\" / \"CI < 0\": the 95 % interval excludes zero; \"CI spans 0\": these \
-         samples do not allow a conclusion. Pooled rows pair (example, P); pairs from one \
+         samples do not allow a conclusion; \"all pairs equal\": every pair differs by the same \
+         amount, so the normal interval collapses to a point (compare the Wilson intervals of \
+         the two settings in the tables below instead). Pooled rows pair (example, P); pairs from one \
          example at different P are not independent, so pooled intervals are optimistic.\n",
     );
     for m in &input.models {
