@@ -6,6 +6,7 @@ mod data;
 mod eval;
 mod fetch;
 mod global;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Query-token attention entropy by layer over P, sink and selection.
     Entropy(cmd::entropy::EntropyArgs),
+    /// The reproduction report: runs the default sweep (resumable) and writes docs/RESULTS.md.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Data(c) => cmd::data::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Entropy(a) => cmd::entropy::run(a),
+        Command::Report(a) => cmd::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,5 +11,6 @@ pub mod eval;
 pub mod inspect;
 pub mod models;
 pub mod perplexity;
+pub mod report;
 pub mod run;
 pub mod tokenize;
