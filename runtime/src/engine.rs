@@ -300,52 +300,12 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
         tokenizer: &Tokenizer,
         sampler: &mut Sampler,
         params: &GenerateParams,
-        mut on_text: F,
+        on_text: F,
     ) -> Result<DecodeStats, EngineError>
     where
         F: FnMut(&str) -> bool,
     {
-        let t0 = Instant::now();
-        // Control tokens that are not end-of-generation (template markers) are not shown.
-        let mut decoder = StreamDecoder::new(tokenizer).skip_control(true);
-        let mut stops = StopStrings::new(&params.stop);
-        let mut n_gen = 0;
-        let stop = loop {
-            if n_gen >= params.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            let Some(id) = sampler.sample(&self.logits) else {
-                break StopReason::Eog;
-            };
-            sampler.accept(id);
-            n_gen += 1;
-            if tokenizer.is_eog(id) {
-                break StopReason::Eog;
-            }
-            let piece = decoder.push(id);
-            let (text, hit) = stops.push(&piece);
-            if !text.is_empty() && !on_text(&text) {
-                break StopReason::Cancelled;
-            }
-            if hit {
-                break StopReason::StopString;
-            }
-            if n_gen >= params.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if self.kv.free() == 0 {
-                break StopReason::ContextFull;
-            }
-            self.eval(&[id])?;
-        };
-        if !matches!(stop, StopReason::StopString | StopReason::Cancelled) {
-            let (text, _) = stops.push(&decoder.finish());
-            let rest = text + &stops.finish();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-        }
-        Ok(DecodeStats { n_gen, time: t0.elapsed(), stop })
+        decode_tokens(self, tokenizer, sampler, params, on_text)
     }
 
     /// [`prefill`](Self::prefill) `prompt` (its tokens feed the sampler's repetition window),
@@ -368,4 +328,81 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
         let decode = self.decode(tokenizer, sampler, params, on_text)?;
         Ok(GenerateStats { prefill, decode })
     }
+}
+
+/// What the decode loop needs from an engine: the logits to sample from, whether another
+/// token fits the cache, and a way to evaluate a sampled token.
+pub(crate) trait DecodeTarget {
+    fn logits(&self) -> &[f32];
+    fn has_room(&self) -> bool;
+    fn eval_token(&mut self, id: u32) -> Result<(), EngineError>;
+}
+
+impl<B: Backend> DecodeTarget for Engine<'_, '_, B> {
+    fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+    fn has_room(&self) -> bool {
+        self.kv.free() > 0
+    }
+    fn eval_token(&mut self, id: u32) -> Result<(), EngineError> {
+        self.eval(&[id]).map(|_| ())
+    }
+}
+
+/// The decode loop of every engine: sample from the target's logits, stream the text
+/// (control tokens that are not end-of-generation, such as template markers, are not shown),
+/// stop on end-of-generation, a stop string, `max_tokens`, a full cache or `on_text`
+/// returning `false`. The last sampled token is not evaluated.
+pub(crate) fn decode_tokens<T, F>(
+    target: &mut T,
+    tokenizer: &Tokenizer,
+    sampler: &mut Sampler,
+    params: &GenerateParams,
+    mut on_text: F,
+) -> Result<DecodeStats, EngineError>
+where
+    T: DecodeTarget + ?Sized,
+    F: FnMut(&str) -> bool,
+{
+    let t0 = Instant::now();
+    let mut decoder = StreamDecoder::new(tokenizer).skip_control(true);
+    let mut stops = StopStrings::new(&params.stop);
+    let mut n_gen = 0;
+    let stop = loop {
+        if n_gen >= params.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        let Some(id) = sampler.sample(target.logits()) else {
+            break StopReason::Eog;
+        };
+        sampler.accept(id);
+        n_gen += 1;
+        if tokenizer.is_eog(id) {
+            break StopReason::Eog;
+        }
+        let piece = decoder.push(id);
+        let (text, hit) = stops.push(&piece);
+        if !text.is_empty() && !on_text(&text) {
+            break StopReason::Cancelled;
+        }
+        if hit {
+            break StopReason::StopString;
+        }
+        if n_gen >= params.max_tokens {
+            break StopReason::MaxTokens;
+        }
+        if !target.has_room() {
+            break StopReason::ContextFull;
+        }
+        target.eval_token(id)?;
+    };
+    if !matches!(stop, StopReason::StopString | StopReason::Cancelled) {
+        let (text, _) = stops.push(&decoder.finish());
+        let rest = text + &stops.finish();
+        if !rest.is_empty() {
+            on_text(&rest);
+        }
+    }
+    Ok(DecodeStats { n_gen, time: t0.elapsed(), stop })
 }

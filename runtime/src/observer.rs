@@ -160,7 +160,7 @@ impl AttnStats {
 
     /// Adds the k rows of the pieces' first tokens, read from the cache: `k` is f16
     /// [n_layer, n_rows, n_head_kv * head_dim].
-    pub fn add_piece_start_k(&mut self, k: &[half::f16], n_rows: usize, head_dim: usize) {
+    pub fn add_piece_start_k(&mut self, k: &[half::f16], head_dim: usize) {
         let per_layer = k.len() / self.n_layer.max(1);
         for (layer, rows) in k.chunks(per_layer.max(1)).enumerate().take(self.n_layer) {
             self.k_norm[layer] += rows
@@ -169,7 +169,6 @@ impl AttnStats {
                 .sum::<f64>();
         }
         // One sample per (row, KV head).
-        let _ = n_rows;
         self.n_k += per_layer / head_dim.max(1);
     }
 
@@ -196,7 +195,7 @@ mod tests {
         s.add_q(0, &[3.0, 4.0, 0.0, 1.0, 6.0, 8.0, 0.0, 0.0], 2);
         let k: Vec<half::f16> =
             [3.0, 4.0, 0.0, 0.0].iter().map(|&v| half::f16::from_f32(v)).collect();
-        s.add_piece_start_k(&k, 1, 2);
+        s.add_piece_start_k(&k, 2);
         s.count(2);
         assert_eq!(s.entropy(0, 0), 1.5);
         assert_eq!(s.entropy(0, 1), 3.5);

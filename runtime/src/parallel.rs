@@ -14,15 +14,17 @@
 
 use crate::backend::Backend;
 use crate::doc_cache::{DocCache, DocKey};
-use crate::engine::{DecodeStats, EngineConfig, EngineError, GenerateParams, StopReason};
+use crate::engine::{
+    decode_tokens, DecodeStats, DecodeTarget, EngineConfig, EngineError, GenerateParams,
+};
 use crate::kv_cache::{CellMeta, KvCache};
 use crate::layout::{BosPolicy, CellKind, Layout, LayoutConfig, PositionPolicy, Request};
 use crate::model::{ForwardBatch, ForwardState, Model, Selection};
 use crate::observer::{AttnStats, ForwardObserver};
 use crate::ops::ApeParams;
-use crate::sampling::{Sampler, StopStrings};
+use crate::sampling::Sampler;
 use crate::selection::Pooling;
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use std::fmt;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -369,18 +371,18 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         let hp = &self.model.hparams;
         let row = self.kv.row_len();
         let n = layout.n_pieces();
-        // f16 [n_layer, n_pieces, row]: K of the first cells (V read alongside, unused).
+        // f16 [n_layer, n_pieces, row]: K of the first cells.
         let mut k = vec![half::f16::ZERO; hp.n_layer * n * row];
-        let mut kv = vec![half::f16::ZERO; 2 * hp.n_layer * row];
-        for (p, r) in layout.pieces().iter().enumerate() {
-            self.kv
-                .read_cells(self.model.backend(), r.start..r.start + 1, &mut kv)
-                .map_err(|e| EngineError::Model(crate::model::ModelError::Backend(Box::new(e))))?;
-            for l in 0..hp.n_layer {
-                k[(l * n + p) * row..][..row].copy_from_slice(&kv[l * row..][..row]);
+        for (l, k_layer) in k.chunks_mut(n * row).enumerate() {
+            let (k_cache, _) = self.kv.layer(l);
+            for (r, dst) in layout.pieces().iter().zip(k_layer.chunks_mut(row)) {
+                self.model
+                    .backend()
+                    .kv_read(k_cache, r.start * row, dst)
+                    .map_err(|e| EngineError::Model(crate::model::backend_err(e)))?;
             }
         }
-        o.add_piece_start_k(&k, n, hp.head_dim);
+        o.add_piece_start_k(&k, hp.head_dim);
         Ok(())
     }
 
@@ -429,69 +431,16 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         tokenizer: &Tokenizer,
         sampler: &mut Sampler,
         params: &GenerateParams,
-        mut on_text: F,
+        on_text: F,
     ) -> Result<DecodeStats, EngineError>
     where
         F: FnMut(&str) -> bool,
     {
-        let t0 = Instant::now();
         let layout = self.layout.take().ok_or(EngineError::NothingEncoded)?;
-        let r = self.decode_loop(&layout, tokenizer, sampler, params, &mut on_text);
+        let mut target = Generating { engine: self, layout: &layout };
+        let r = decode_tokens(&mut target, tokenizer, sampler, params, on_text);
         self.layout = Some(layout);
-        let (n_gen, stop) = r?;
-        Ok(DecodeStats { n_gen, time: t0.elapsed(), stop })
-    }
-
-    fn decode_loop<F>(
-        &mut self,
-        layout: &Layout,
-        tokenizer: &Tokenizer,
-        sampler: &mut Sampler,
-        params: &GenerateParams,
-        on_text: &mut F,
-    ) -> Result<(usize, StopReason), EngineError>
-    where
-        F: FnMut(&str) -> bool,
-    {
-        let mut decoder = StreamDecoder::new(tokenizer).skip_control(true);
-        let mut stops = StopStrings::new(&params.stop);
-        let mut n_gen = 0;
-        let stop = loop {
-            if n_gen >= params.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            let Some(id) = sampler.sample(&self.logits) else {
-                break StopReason::Eog;
-            };
-            sampler.accept(id);
-            n_gen += 1;
-            if tokenizer.is_eog(id) {
-                break StopReason::Eog;
-            }
-            let piece = decoder.push(id);
-            let (text, hit) = stops.push(&piece);
-            if !text.is_empty() && !on_text(&text) {
-                break StopReason::Cancelled;
-            }
-            if hit {
-                break StopReason::StopString;
-            }
-            if n_gen >= params.max_tokens {
-                break StopReason::MaxTokens;
-            }
-            if self.kv.free() == 0 {
-                break StopReason::ContextFull;
-            }
-            self.eval_generated(layout, id)?;
-        };
-        if !matches!(stop, StopReason::StopString | StopReason::Cancelled) {
-            let (text, _) = stops.push(&decoder.finish());
-            let rest = text + &stops.finish();
-            if !rest.is_empty() {
-                on_text(&rest);
-            }
-        }
-        Ok((n_gen, stop))
+        r
     }
 
     /// Appends one generated token after the query (or the previous generated token).
@@ -517,6 +466,25 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         self.model.logits(&mut self.st, 0..1, &mut self.rows[..n_vocab])?;
         self.logits.copy_from_slice(&self.rows[..n_vocab]);
         Ok(&self.logits)
+    }
+}
+
+/// A parallel engine decoding after its request's layout (taken out of the engine while
+/// it decodes, so both can be borrowed).
+struct Generating<'e, 'l, 'm, 'a, B: Backend> {
+    engine: &'e mut ParallelEngine<'m, 'a, B>,
+    layout: &'l Layout,
+}
+
+impl<B: Backend> DecodeTarget for Generating<'_, '_, '_, '_, B> {
+    fn logits(&self) -> &[f32] {
+        &self.engine.logits
+    }
+    fn has_room(&self) -> bool {
+        self.engine.kv.free() > 0
+    }
+    fn eval_token(&mut self, id: u32) -> Result<(), EngineError> {
+        self.engine.eval_generated(self.layout, id).map(|_| ())
     }
 }
 

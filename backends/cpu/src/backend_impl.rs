@@ -200,13 +200,9 @@ impl Backend for Cpu {
         mask: &AttnMask<'_>,
         out: &mut Vec<f32>,
     ) -> Result<(), CpuError> {
-        let q_len = n_q * p.n_head * p.head_dim;
-        let kv_len = n_kv * p.n_head_kv * p.head_dim;
-        let q = head("attention", q, q_len)?;
-        let k = head("attention", k, kv_len)?;
-        let v = head("attention", v, kv_len)?;
-        let out = head_mut("attention", out, q_len)?;
-        Cpu::attention(self, q, k, v, p, mask, out)
+        // With no extras requested, `Cpu::attention_ext` is exactly `Cpu::attention`.
+        let none = &mut AttnExtras::default();
+        Backend::attention_ext(self, q, n_q, k, v, n_kv, p, mask, none, out)
     }
 
     fn attention_ext(

@@ -60,36 +60,20 @@ pub fn run(args: ChatArgs) -> Result<()> {
         Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
     let mut sampler = Sampler::new(args.sampling.config());
     let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };
-    let opening: Vec<ChatMessage> = args
-        .system
-        .iter()
-        .map(|s| ChatMessage { role: "system".into(), content: s.clone() })
-        .collect();
+    let opening = opening(&args);
     let mut messages = opening.clone();
     eprintln!("weft chat: type a message; /reset starts over, /quit (or end of input) ends.");
 
-    let stdin = std::io::stdin();
     let mut out = std::io::stdout();
-    loop {
-        eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
+    while let Some(line) = next_line()? {
+        if line.trim() == "/reset" {
+            messages = opening.clone();
+            engine.clear();
+            sampler.reset();
+            eprintln!("(conversation reset)");
+            continue;
         }
-        let line = line.trim_end_matches(['\n', '\r']);
-        match line.trim() {
-            "" => continue,
-            "/quit" | "/exit" => break,
-            "/reset" => {
-                messages = opening.clone();
-                engine.clear();
-                sampler.reset();
-                eprintln!("(conversation reset)");
-                continue;
-            }
-            _ => {}
-        }
-        messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
+        messages.push(ChatMessage { role: "user".into(), content: line });
         let prompt = template.render(&messages, true)?;
         let tokens = tokenizer.encode(&prompt, true, true)?;
         let mut reply = String::new();
@@ -139,28 +123,15 @@ fn chat_docs(
     engine.set_doc_cache(d.doc_cache(file)?);
     let mut sampler = Sampler::new(args.sampling.config());
     let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };
-    let opening: Vec<ChatMessage> = args
-        .system
-        .iter()
-        .map(|s| ChatMessage { role: "system".into(), content: s.clone() })
-        .collect();
+    let opening = opening(args);
     let mut messages = opening.clone();
     list_docs(&docs);
     eprintln!(
         "weft chat: type a message; /docs lists the documents, /reset starts over, /quit ends."
     );
-    let stdin = std::io::stdin();
     let mut out = std::io::stdout();
-    loop {
-        eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\n', '\r']);
+    while let Some(line) = next_line()? {
         match line.trim() {
-            "" => continue,
-            "/quit" | "/exit" => break,
             "/docs" => {
                 list_docs(&docs);
                 continue;
@@ -173,7 +144,7 @@ fn chat_docs(
             }
             _ => {}
         }
-        messages.push(ChatMessage { role: "user".into(), content: line.to_string() });
+        messages.push(ChatMessage { role: "user".into(), content: line });
         let req = d.request(tokenizer, Some(template), &docs, &messages)?;
         let enc = match engine.encode(&req, &cfg) {
             Ok(s) => s,
@@ -208,6 +179,30 @@ fn chat_docs(
         }
     }
     Ok(())
+}
+
+/// The messages a conversation starts with: the system message, if any.
+fn opening(args: &ChatArgs) -> Vec<ChatMessage> {
+    let system = args.system.iter();
+    system.map(|s| ChatMessage { role: "system".into(), content: s.clone() }).collect()
+}
+
+/// Prompts and reads the user's next non-blank line (without its line ending); `None` at
+/// end of input or on /quit, /exit.
+fn next_line() -> Result<Option<String>> {
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        match line.trim() {
+            "" => continue,
+            "/quit" | "/exit" => return Ok(None),
+            _ => return Ok(Some(line.to_string())),
+        }
+    }
 }
 
 fn list_docs(docs: &[docs::Doc]) {

@@ -208,14 +208,16 @@ fn split_template(t: &ChatTemplate, messages: &[ChatMessage]) -> Result<(String,
 /// One line on stderr describing an encode.
 pub fn report(args: &DocArgs, cfg: &ParallelConfig, docs: &[Doc], req: &Request, s: &EncodeStats) {
     let lens: Vec<usize> = docs.iter().map(|d| d.tokens.len()).collect();
+    // The positions and BOS in force (PCW and APE fix them).
+    let layout = cfg.layout_config(1, 1);
     eprintln!(
         "weft: {} documents {:?} tokens, sink {}, query {}; positions {}, bos {}, mode {}, select {}{}",
         docs.len(),
         lens,
         req.sink.as_ref().map_or(0, |s| s.len()),
         req.query.len(),
-        cfg.layout_config(1, 1).positions,
-        cfg.layout_config(1, 1).bos,
+        layout.positions,
+        layout.bos,
         cfg.mode,
         args.select,
         if args.select > 0 { format!(" (pool {})", args.pool) } else { String::new() },

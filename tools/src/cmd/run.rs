@@ -57,20 +57,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.docs.enabled() {
         return run_docs(&args, &file, &model, &tokenizer);
     }
-    let tokens = if args.no_template {
+    let tokens = match template(&args, &file, &tokenizer)? {
         // add_special adds BOS only when the file asks for it (tokenizer.ggml.add_bos_token).
-        tokenizer.encode(&args.prompt, true, false)?
-    } else {
-        let template = ChatTemplate::from_gguf(&file, &tokenizer)?.context(
-            "the model has no chat template (tokenizer.chat_template); use --no-template",
-        )?;
-        let mut messages = Vec::new();
-        if let Some(s) = &args.system {
-            messages.push(ChatMessage { role: "system".into(), content: s.clone() });
-        }
-        messages.push(ChatMessage { role: "user".into(), content: args.prompt.clone() });
-        let text = template.render(&messages, true)?;
-        tokenizer.encode(&text, true, true)?
+        None => tokenizer.encode(&args.prompt, true, false)?,
+        Some(t) => tokenizer.encode(&t.render(&messages(&args), true)?, true, true)?,
     };
     anyhow::ensure!(!tokens.is_empty(), "the prompt is empty after tokenization");
     let mut engine =
@@ -97,6 +87,29 @@ pub fn run(args: RunArgs) -> Result<()> {
         decode.stop
     );
     Ok(())
+}
+
+/// The model's chat template, or `None` with --no-template.
+fn template(
+    args: &RunArgs,
+    file: &GgufFile,
+    tokenizer: &Tokenizer,
+) -> Result<Option<ChatTemplate>> {
+    if args.no_template {
+        return Ok(None);
+    }
+    let t = ChatTemplate::from_gguf(file, tokenizer)?;
+    Ok(Some(
+        t.context("the model has no chat template (tokenizer.chat_template); use --no-template")?,
+    ))
+}
+
+/// The conversation of one prompt: the optional system message, then the user's prompt.
+fn messages(args: &RunArgs) -> Vec<ChatMessage> {
+    let system =
+        args.system.iter().map(|s| ChatMessage { role: "system".into(), content: s.clone() });
+    let user = ChatMessage { role: "user".into(), content: args.prompt.clone() };
+    system.chain(std::iter::once(user)).collect()
 }
 
 /// Runs `decode` with a callback that streams text to stdout; a closed pipe ends quietly.
@@ -133,20 +146,9 @@ fn run_docs(
     tokenizer: &Tokenizer,
 ) -> Result<()> {
     let d = &args.docs;
-    let template = if args.no_template {
-        None
-    } else {
-        Some(ChatTemplate::from_gguf(file, tokenizer)?.context(
-            "the model has no chat template (tokenizer.chat_template); use --no-template",
-        )?)
-    };
+    let template = template(args, file, tokenizer)?;
     let docs = d.read_docs(tokenizer)?;
-    let mut messages = Vec::new();
-    if let Some(s) = &args.system {
-        messages.push(ChatMessage { role: "system".into(), content: s.clone() });
-    }
-    messages.push(ChatMessage { role: "user".into(), content: args.prompt.clone() });
-    let req = d.request(tokenizer, template.as_ref(), &docs, &messages)?;
+    let req = d.request(tokenizer, template.as_ref(), &docs, &messages(args))?;
     let cfg = d.config(tokenizer);
     let mut engine = ParallelEngine::new(
         model,
