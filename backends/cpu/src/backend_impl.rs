@@ -1,7 +1,7 @@
 //! [`weft::backend::Backend`] for the CPU: buffers are host vectors, weights are borrowed
 //! views of the memory-mapped GGUF file (no copy at load), ops are the `Cpu` methods.
 
-use crate::matmul::{MatmulScratch, WeightRef};
+use crate::matmul::{CpuWeight, MatmulScratch, WeightRef};
 use crate::{Cpu, CpuError};
 use half::f16;
 use weft::backend::Backend;
@@ -29,7 +29,8 @@ impl Backend for Cpu {
     type Buf = Vec<f32>;
     /// f16, host memory.
     type KvBuf = Vec<f16>;
-    type Weight<'a> = WeightRef<'a>;
+    /// Borrowed from the memory-mapped file, or repacked for decode (see `CpuWeight`).
+    type Weight<'a> = CpuWeight<'a>;
     type Scratch = MatmulScratch;
 
     fn describe(&self) -> String {
@@ -57,7 +58,7 @@ impl Backend for Cpu {
         Ok(MatmulScratch::default())
     }
 
-    fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
+    fn weight<'a>(&self, t: &TensorView<'a>) -> Result<CpuWeight<'a>, CpuError> {
         let cols = t.cols() as usize;
         let rows = t.rows() as usize;
         let need =
@@ -75,7 +76,11 @@ impl Backend for Cpu {
                 format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
             ));
         }
-        Ok(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+        self.prepare_weight(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+    }
+
+    fn weight_is_copy(&self, w: &CpuWeight<'_>) -> bool {
+        w.is_packed()
     }
 
     fn upload_tensor_f32(&self, t: &TensorView<'_>) -> Result<Vec<f32>, CpuError> {
@@ -124,20 +129,20 @@ impl Backend for Cpu {
 
     fn matmul(
         &self,
-        w: &WeightRef<'_>,
+        w: &CpuWeight<'_>,
         x: &Vec<f32>,
         m: usize,
         y: &mut Vec<f32>,
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
-        let x = head("matmul", x, m * w.cols)?;
-        let y = head_mut("matmul", y, m * w.rows)?;
-        Cpu::matmul(self, w, x, m, y, scratch)
+        let x = head("matmul", x, m * w.cols())?;
+        let y = head_mut("matmul", y, m * w.rows())?;
+        Cpu::matmul_weight(self, w, x, m, y, scratch)
     }
 
-    fn get_rows(&self, w: &WeightRef<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
-        let out = head_mut("get_rows", out, ids.len() * w.cols)?;
-        Cpu::get_rows(self, w, ids, out)
+    fn get_rows(&self, w: &CpuWeight<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
+        let out = head_mut("get_rows", out, ids.len() * w.cols())?;
+        Cpu::get_rows_weight(self, w, ids, out)
     }
 
     fn rms_norm(

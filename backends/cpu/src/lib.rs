@@ -11,4 +11,4 @@ mod team;
 
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
-pub use matmul::{MatmulScratch, WeightRef};
+pub use matmul::{CpuWeight, MatmulScratch, PackedWeight, WeightRef};
