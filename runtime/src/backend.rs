@@ -47,6 +47,11 @@ pub trait Backend {
     /// Make a weight tensor resident (the CPU backend borrows it or repacks it, a GPU
     /// copies it).
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<Self::Weight<'a>, Self::Error>;
+    /// A tensor used only by [`Backend::get_rows`] (a token embedding that is not also the
+    /// output projection): a backend may keep it as it is, since a lookup reads a few rows.
+    fn embedding_weight<'a>(&self, t: &TensorView<'a>) -> Result<Self::Weight<'a>, Self::Error> {
+        self.weight(t)
+    }
     /// Whether `w` is a copy that never reads the file's bytes again: the loader then lets
     /// the file's pages go, so resident memory counts the weights once.
     fn weight_is_copy(&self, _w: &Self::Weight<'_>) -> bool {

@@ -77,6 +77,11 @@ impl<B: Backend> KvCache<B> {
         self.n_ctx
     }
 
+    /// Bytes of K and V storage over all layers (f16 elements).
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.n_ctx * self.row_len * std::mem::size_of::<half::f16>()
+    }
+
     /// Cells in use.
     pub fn len(&self) -> usize {
         self.cells.len()

@@ -23,6 +23,28 @@ fn head_mut<'b, T>(op: &'static str, buf: &'b mut [T], n: usize) -> Result<&'b m
     buf.get_mut(..n).ok_or_else(|| shape(op, format!("needs {n} elements, buffer has {len}")))
 }
 
+/// The tensor's bytes as a weight, checked against its shape.
+fn mapped<'a>(t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
+    let cols = t.cols() as usize;
+    let rows = t.rows() as usize;
+    let need =
+        t.ggml_type.row_size(cols as u64).and_then(|r| r.checked_mul(rows as u64)).ok_or_else(
+            || {
+                shape(
+                    "weight",
+                    format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name),
+                )
+            },
+        )? as usize;
+    if t.data.len() != need {
+        return Err(shape(
+            "weight",
+            format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
+        ));
+    }
+    Ok(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+}
+
 impl Backend for Cpu {
     type Error = CpuError;
     /// f32, host memory.
@@ -59,24 +81,13 @@ impl Backend for Cpu {
     }
 
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<CpuWeight<'a>, CpuError> {
-        let cols = t.cols() as usize;
-        let rows = t.rows() as usize;
-        let need =
-            t.ggml_type.row_size(cols as u64).and_then(|r| r.checked_mul(rows as u64)).ok_or_else(
-                || {
-                    shape(
-                        "weight",
-                        format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name),
-                    )
-                },
-            )? as usize;
-        if t.data.len() != need {
-            return Err(shape(
-                "weight",
-                format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
-            ));
-        }
-        self.prepare_weight(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+        self.prepare_weight(mapped(t)?)
+    }
+
+    fn embedding_weight<'a>(&self, t: &TensorView<'a>) -> Result<CpuWeight<'a>, CpuError> {
+        // Lookups read a few rows per token: the mapped rows serve, and a copy would only
+        // add the whole table to resident memory.
+        Ok(CpuWeight::Mapped(mapped(t)?))
     }
 
     fn weight_is_copy(&self, w: &CpuWeight<'_>) -> bool {

@@ -102,7 +102,7 @@ impl<'f, 'a, B: Backend> Loader<'f, 'a, B> {
         if !self.backend.supports_get_rows(t.ggml_type) {
             return Err(ModelError::UnsupportedTensorType { name: name.into(), ty: t.ggml_type });
         }
-        self.resident(&t)
+        self.backend.embedding_weight(&t).map_err(backend_err)
     }
 
     /// A small f32 vector (norm weight, bias) stored as F32, F16 or BF16.
