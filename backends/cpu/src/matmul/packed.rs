@@ -86,13 +86,16 @@ impl std::fmt::Debug for PackedWeight {
     }
 }
 
-/// The fifth bits of a native Q5 block (`qh`, bit i = element i) in the packed order.
+/// The fifth bits of a native Q5 block (`qh`, bit i = element i) in the packed order: byte
+/// e gathers bits e, e + 4, ..., e + 28 (every fourth bit, compressed in three steps).
 fn qh_to_x8(qh: u32) -> u32 {
     let mut out = 0;
-    for k in 0..8 {
-        for e in 0..4 {
-            out |= ((qh >> (4 * k + e)) & 1) << (8 * e + k);
-        }
+    for e in 0..4 {
+        let x = (qh >> e) & 0x1111_1111;
+        let x = (x | (x >> 3)) & 0x0303_0303;
+        let x = (x | (x >> 6)) & 0x000F_000F;
+        let x = (x | (x >> 12)) & 0xFF;
+        out |= x << (8 * e);
     }
     out
 }
@@ -117,29 +120,30 @@ impl PackedWeight {
         debug_assert_eq!(data.len(), rows * row_bytes);
         let n_groups = rows.div_ceil(X8);
         let mut buf = AlignedBuf::default();
+        // Freshly grown, so already zero: padding rows stay zero (scale 0, codes 0).
         let out = buf.bytes(n_groups * nb * layout.column());
-        out.fill(0);
         let nq = layout.native_qs();
+        // Q8_0 codes are stored plus 128 (the xor flips the sign bit of each byte).
+        let flip = if t == GgmlType::Q8_0 { 0x8080_8080u32 } else { 0 };
+        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         for (r, row) in data.chunks_exact(row_bytes).enumerate() {
             let (g, lane) = (r / X8, r % X8);
-            for (j, blk) in row.chunks_exact(layout.block).enumerate() {
-                let col = &mut out[(g * nb + j) * layout.column()..][..layout.column()];
+            let group = &mut out[g * nb * layout.column()..(g + 1) * nb * layout.column()];
+            for (blk, col) in
+                row.chunks_exact(layout.block).zip(group.chunks_exact_mut(layout.column()))
+            {
                 col[2 * lane..2 * lane + 2].copy_from_slice(&blk[..2]);
                 if let Some(mo) = layout.m {
                     col[mo + 2 * lane..mo + 2 * lane + 2].copy_from_slice(&blk[2..4]);
                 }
                 if let Some(ho) = layout.qh {
-                    let at = nq - 4;
-                    let qh = u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]]);
-                    col[ho + 4 * lane..ho + 4 * lane + 4]
-                        .copy_from_slice(&qh_to_x8(qh).to_le_bytes());
+                    let qh = qh_to_x8(u32_at(blk, nq - 4));
+                    col[ho + 4 * lane..ho + 4 * lane + 4].copy_from_slice(&qh.to_le_bytes());
                 }
-                let codes = &blk[nq..];
-                for (c, four) in codes.chunks_exact(4).enumerate() {
+                for c in 0..(layout.block - nq) / 4 {
+                    let v = u32_at(blk, nq + 4 * c) ^ flip;
                     let o = layout.qs + c * 32 + 4 * lane;
-                    for (dst, &src) in col[o..o + 4].iter_mut().zip(four) {
-                        *dst = if t == GgmlType::Q8_0 { src ^ 0x80 } else { src };
-                    }
+                    col[o..o + 4].copy_from_slice(&v.to_le_bytes());
                 }
             }
         }
@@ -215,14 +219,14 @@ impl PackedWeight {
                 u32::from_le_bytes([p[0], p[1], p[2], p[3]])
             });
             for c in 0..4 {
-                let four = &col[l.qs + 32 * c + 4 * lane..][..4];
-                for (e, &b) in four.iter().enumerate() {
-                    // Fifth bits: element 4k + e sits at bit 8e + k (k = c, and 4 + c).
-                    let h_lo = ((qh >> (8 * e + c)) & 1) as u8;
-                    let h_hi = ((qh >> (8 * e + 4 + c)) & 1) as u8;
-                    o[4 * c + e] = (b & 0xF) | (h_lo << 4);
-                    o[16 + 4 * c + e] = (b >> 4) | (h_hi << 4);
-                }
+                let p = &col[l.qs + 32 * c + 4 * lane..][..4];
+                let w = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                // Four codes at once: nibbles, and the fifth bits of elements 4k + e, at bit
+                // 8e + k (k = c for the low chunk, 4 + c for the high), moved to bit 4.
+                let lo = (w & 0x0F0F_0F0F) | (((qh >> c) & 0x0101_0101) << 4);
+                let hi = ((w >> 4) & 0x0F0F_0F0F) | (((qh >> (c + 4)) & 0x0101_0101) << 4);
+                o[4 * c..4 * c + 4].copy_from_slice(&lo.to_le_bytes());
+                o[16 + 4 * c..16 + 4 * c + 4].copy_from_slice(&hi.to_le_bytes());
             }
         }
     }
