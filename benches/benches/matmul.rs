@@ -3,7 +3,8 @@
 //!
 //! - `read_bandwidth/1thread`: sum of a 512 MiB u64 array (larger than any LLC), bytes/s;
 //!   `read_bandwidth/1thread_avx2_prefetch`: the same with 256-bit loads and software
-//!   prefetch, the fastest reader we have and so the baseline (x86 with AVX2).
+//!   prefetch, the fastest reader we have and so the baseline (x86 with AVX2);
+//!   `read_bandwidth/2threads_avx2_prefetch`: two cores reading one half each.
 //! - `gemv/<level>/<type>/<rows>x<cols>`: decode (m = 1) at model shapes (4.5 MB or less:
 //!   the matrix stays in the cache between iterations) over ggml's row-major blocks,
 //!   throughput in weight bytes/s; `gemv_x8/...`: the same matrix repacked 8 rows at a time
@@ -102,6 +103,19 @@ fn read_bandwidth(c: &mut Criterion) {
         g.bench_function("read_bandwidth/1thread_avx2_prefetch", |b| {
             // SAFETY: AVX2 was detected just above.
             b.iter(|| unsafe { sum_avx2_prefetch(black_box(&data)) })
+        });
+        // Two cores, each reading its half: the ceiling of 2-thread decode.
+        g.bench_function("read_bandwidth/2threads_avx2_prefetch", |b| {
+            b.iter(|| {
+                let (lo, hi) = data.split_at(data.len() / 2);
+                std::thread::scope(|s| {
+                    // SAFETY: AVX2 was detected above.
+                    let t = s.spawn(|| unsafe { sum_avx2_prefetch(black_box(hi)) });
+                    // SAFETY: as above.
+                    let a = unsafe { sum_avx2_prefetch(black_box(lo)) };
+                    a.wrapping_add(t.join().unwrap())
+                })
+            })
         });
     }
     g.finish();
