@@ -96,14 +96,77 @@ unsafe fn isum_q8<D: Dot>(col: *const u8, qs_off: usize, x: *const i8, init: __m
     }
 }
 
+/// One Q4_K super-block column (8 rows x 256 codes) against activation super-block `j`:
+/// per sub-block the 8 rows' integer sums times their 6-bit scales, summed in i32, then
+/// `d * da` in float; the mins' term `dmin * sum_s min_s * s_s` goes into `macc`.
+#[inline(always)]
+unsafe fn q4k_column<D: Dot>(
+    col: *const u8,
+    a: ActRow,
+    j: usize,
+    acc: &mut __m256,
+    macc: &mut __m256,
+) {
+    // SAFETY: the caller guarantees a whole block column at `col`, 256 codes at
+    // a.qs[256j..] and 8 metadata values at a.d/a.s[8j..].
+    unsafe {
+        let lo4 = _mm256_set1_epi8(0x0F);
+        let x = a.qs.as_ptr().add(256 * j);
+        let mut itot = _mm256_setzero_si256();
+        for pair in 0..4 {
+            let z = _mm256_setzero_si256();
+            let (mut l0, mut l1, mut h0, mut h1) = (z, z, z, z);
+            for v in (0..8).step_by(2) {
+                for (w, (lacc, hacc)) in [(v, (&mut l0, &mut h0)), (v + 1, (&mut l1, &mut h1))] {
+                    let raw = _mm256_loadu_si256(col.add(160 + 32 * (8 * pair + w)).cast());
+                    let lo = _mm256_and_si256(raw, lo4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                    *lacc = D::dot(*lacc, lo, bcast4(x.add(64 * pair + 4 * w)));
+                    *hacc = D::dot(*hacc, hi, bcast4(x.add(64 * pair + 32 + 4 * w)));
+                }
+            }
+            let sc = |s: usize| _mm256_cvtepu8_epi32(_mm_loadl_epi64(col.add(32 + 8 * s).cast()));
+            let lo = _mm256_mullo_epi32(_mm256_add_epi32(l0, l1), sc(2 * pair));
+            let hi = _mm256_mullo_epi32(_mm256_add_epi32(h0, h1), sc(2 * pair + 1));
+            itot = _mm256_add_epi32(itot, _mm256_add_epi32(lo, hi));
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(col.cast()));
+        let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a.d.get_unchecked(8 * j)));
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(itot), scale, *acc);
+        let mut mt = _mm256_setzero_ps();
+        for s in 0..8 {
+            let mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                col.add(96 + 8 * s).cast(),
+            )));
+            mt = _mm256_fmadd_ps(mn, _mm256_set1_ps(*a.s.get_unchecked(8 * j + s)), mt);
+        }
+        let dmin = _mm256_cvtph_ps(_mm_loadu_si128(col.add(16).cast()));
+        *macc = _mm256_fnmadd_ps(dmin, mt, *macc);
+    }
+}
+
 /// The 8 outputs of one group of rows: `group` is its `nb` block columns.
 #[inline(always)]
 unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActRow) -> __m256 {
     let l = p.layout;
-    let nb = p.cols / 32;
+    let nb = p.nb();
     let colb = l.column();
-    assert!(group.len() >= nb * colb && a.qs.len() >= nb * 32);
-    assert!(a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb);
+    let n_sub = p.cols / 32;
+    assert!(group.len() >= nb * colb && a.qs.len() >= p.cols);
+    assert!(a.d.len() >= n_sub && a.s.len() >= n_sub && a.corr.len() >= n_sub);
+    if t == GgmlType::Q4_K {
+        // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[256j..256(j+1)] and
+        // a.d/a.s[8j..8j+8]: all asserted above.
+        unsafe {
+            let (mut acc, mut macc) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..nb {
+                let col = group.as_ptr().add(j * colb);
+                pf(col, colb.div_ceil(64));
+                q4k_column::<D>(col, a, j, &mut acc, &mut macc);
+            }
+            return _mm256_add_ps(acc, macc);
+        }
+    }
     let lines = colb.div_ceil(64);
     // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[32j..32j+32] and index j
     // of the activation metadata: all asserted above.
@@ -138,7 +201,7 @@ unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActR
 #[inline(always)]
 pub(super) unsafe fn gemv_x8<D: Dot>(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
     assert!(r0.is_multiple_of(X8) && r0 + y.len() <= p.rows);
-    let group_bytes = p.cols / 32 * p.layout.column();
+    let group_bytes = p.nb() * p.layout.column();
     let data = p.bytes();
     for (i, out) in y.chunks_mut(X8).enumerate() {
         let g = r0 / X8 + i;

@@ -8,8 +8,9 @@
 //! 4 activation codes, so the 8 row sums land in the 8 lanes of one register: the scales of
 //! a block are one 8 x f16 load, and the float work is shared by 8 rows.
 //!
-//! Sizes are unchanged (a block column of 8 rows takes 8 native blocks' bytes), so a packed
-//! copy plus the file's pages, which the loader lets go of, stays within the model's size.
+//! Sizes are unchanged (a block column of 8 rows takes 8 native blocks' bytes; Q4_K 2.8 %
+//! more, its 6-bit scales and mins stored as bytes), so the packed copy, once the loader
+//! lets go of the file's pages, keeps resident memory at about the model's size.
 //!
 //! Layout: groups of 8 rows (the last padded with zero rows), each `nb` block columns of
 //! `8 * block_bytes`, one after the other. A block column holds, for rows r = 0..8:
@@ -20,6 +21,11 @@
 //! - `qs`: 4-bit types: u8 [4][8][4]: chunk v, row r = native `qs[4v..4v + 4]` (low nibbles
 //!   elements `4v..4v+4`, high nibbles elements `16+4v..`); Q8_0: u8 [8][8][4]: group k,
 //!   row r = native codes `4k..4k + 4` plus 128 (unsigned, for `vpdpbusd`).
+//!
+//! Q4_K (256 values per block): `d` f16 [8] at 0, `dmin` f16 [8] at 16 (in `m`'s place),
+//! 6-bit scales u8 [8 sub-blocks][8 rows] at 32, mins likewise at 96, then codes u8
+//! [32 chunks][8 rows][4] at 160: chunk `8p + v` is native `qs[32p + 4v..]`, whose low
+//! nibbles are sub-block 2p and high nibbles sub-block 2p + 1, elements `4v..4v + 4`.
 
 use super::AlignedBuf;
 use weft::GgmlType;
@@ -30,8 +36,15 @@ pub(crate) const X8: usize = 8;
 /// Byte offsets inside one block column of a packed type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct X8Layout {
-    /// Bytes of one native block (and of one row's share of a block column).
+    /// Bytes of one native block.
     pub block: usize,
+    /// Elements of one block (32, or 256 for Q4_K).
+    pub elems: usize,
+    /// Bytes of one block column (8 rows): 8 native blocks, plus 32 for Q4_K's unpacked
+    /// 6-bit scales and mins.
+    pub column: usize,
+    /// Q4_K: offset of the scales, u8 [8 sub-blocks][8 rows], followed by the mins.
+    pub sc: Option<usize>,
     /// Offset of `m` (f16 [8]), if the type has mins.
     pub m: Option<usize>,
     /// Offset of `qh` (u32 [8]), if the type has fifth bits.
@@ -44,24 +57,39 @@ impl X8Layout {
     /// The layout of a type that packs, or `None`.
     pub(crate) fn of(t: GgmlType) -> Option<Self> {
         use GgmlType as G;
-        let l = |block, m, qh, qs| Some(X8Layout { block, m, qh, qs });
+        let l = |block, m, qh, qs| {
+            Some(X8Layout { block, elems: 32, column: block * X8, sc: None, m, qh, qs })
+        };
         match t {
             G::Q4_0 => l(18, None, None, 16),
             G::Q4_1 => l(20, Some(16), None, 32),
             G::Q5_0 => l(22, None, Some(16), 48),
             G::Q5_1 => l(24, Some(16), Some(32), 64),
             G::Q8_0 => l(34, None, None, 16),
+            // d [8], dmin [8] (as `m`), scales [8][8], mins [8][8], codes [32 chunks][8][4].
+            G::Q4_K => Some(X8Layout {
+                block: 144,
+                elems: 256,
+                column: 1184,
+                sc: Some(32),
+                m: Some(16),
+                qh: None,
+                qs: 160,
+            }),
             _ => None,
         }
     }
 
     /// Bytes of one block column (8 rows).
     pub(crate) fn column(&self) -> usize {
-        self.block * X8
+        self.column
     }
 
-    /// Offset of the codes inside a native block (after d, m and qh).
+    /// Offset of the codes inside a native block (after d, m, qh or the 12 scale bytes).
     fn native_qs(&self) -> usize {
+        if self.sc.is_some() {
+            return 16;
+        }
         2 + 2 * usize::from(self.m.is_some()) + 4 * usize::from(self.qh.is_some())
     }
 }
@@ -72,7 +100,7 @@ pub struct PackedWeight {
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) layout: X8Layout,
-    /// u8 [ceil(rows / 8), cols / 32, 8 * block bytes]: see the module docs.
+    /// u8 [ceil(rows / 8), cols / elems, column bytes]: see the module docs.
     pub(super) data: AlignedBuf,
 }
 
@@ -115,7 +143,7 @@ impl PackedWeight {
     /// the caller). `None` when the type has no x8 layout.
     pub(crate) fn pack(t: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Self> {
         let layout = X8Layout::of(t)?;
-        let nb = cols / 32;
+        let nb = cols / layout.elems;
         let row_bytes = nb * layout.block;
         debug_assert_eq!(data.len(), rows * row_bytes);
         let n_groups = rows.div_ceil(X8);
@@ -132,6 +160,10 @@ impl PackedWeight {
             for (blk, col) in
                 row.chunks_exact(layout.block).zip(group.chunks_exact_mut(layout.column()))
             {
+                if layout.sc.is_some() {
+                    pack_q4k(blk, col, lane);
+                    continue;
+                }
                 col[2 * lane..2 * lane + 2].copy_from_slice(&blk[..2]);
                 if let Some(mo) = layout.m {
                     col[mo + 2 * lane..mo + 2 * lane + 2].copy_from_slice(&blk[2..4]);
@@ -152,25 +184,34 @@ impl PackedWeight {
 
     /// The packed bytes (`ceil(rows / 8)` groups).
     pub(crate) fn bytes(&self) -> &[u8] {
-        let n = self.rows.div_ceil(X8) * (self.cols / 32) * self.layout.column();
+        let n = self.rows.div_ceil(X8) * self.nb() * self.layout.column();
         &bytemuck::cast_slice(&self.data.0)[..n]
     }
 
     /// Bytes of one native row.
     pub(crate) fn row_bytes(&self) -> usize {
-        self.cols / 32 * self.layout.block
+        self.nb() * self.layout.block
+    }
+
+    /// Block columns per group (blocks per row).
+    pub(crate) fn nb(&self) -> usize {
+        self.cols / self.layout.elems
     }
 
     /// Row `r` rebuilt in ggml's native layout into `out` (`row_bytes()` bytes): what the
     /// GEMM's unpacker and the embedding lookup read.
     pub(crate) fn native_row(&self, r: usize, out: &mut [u8]) {
         let l = self.layout;
-        let nb = self.cols / 32;
+        let nb = self.nb();
         let (g, lane) = (r / X8, r % X8);
         let nq = l.native_qs();
         let data = self.bytes();
         for (j, blk) in out[..nb * l.block].chunks_exact_mut(l.block).enumerate() {
             let col = &data[(g * nb + j) * l.column()..][..l.column()];
+            if l.sc.is_some() {
+                native_q4k(col, lane, blk);
+                continue;
+            }
             blk[..2].copy_from_slice(&col[2 * lane..2 * lane + 2]);
             if let Some(mo) = l.m {
                 blk[2..4].copy_from_slice(&col[mo + 2 * lane..mo + 2 * lane + 2]);
@@ -193,16 +234,26 @@ impl PackedWeight {
 
 impl PackedWeight {
     /// Row `r` unpacked the way `format::unpack_row` unpacks a native row (u8 codes [cols]
-    /// with the format's offset, f32 scales and mins [cols / 32]), straight from the packing:
+    /// with the format's offset, f32 scales and mins per 32 values), straight from the packing:
     /// the GEMM's unpacker for packed weights.
     pub(crate) fn unpack_row(&self, r: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
         let l = self.layout;
-        let nb = self.cols / 32;
+        let nb = self.nb();
         let (g, lane) = (r / X8, r % X8);
         let data = self.bytes();
         let f16_at = |b: &[u8], o: usize| half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
         for j in 0..nb {
             let col = &data[(g * nb + j) * l.column()..][..l.column()];
+            if l.sc.is_some() {
+                unpack_q4k(
+                    col,
+                    lane,
+                    &mut q[256 * j..256 * j + 256],
+                    &mut d[8 * j..8 * j + 8],
+                    &mut m[8 * j..8 * j + 8],
+                );
+                continue;
+            }
             d[j] = f16_at(col, 2 * lane);
             if let Some(mo) = l.m {
                 m[j] = f16_at(col, mo + 2 * lane);
@@ -232,6 +283,63 @@ impl PackedWeight {
     }
 }
 
+/// One Q4_K super-block (d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles)
+/// into row `lane` of its block column.
+fn pack_q4k(blk: &[u8], col: &mut [u8], lane: usize) {
+    col[2 * lane..2 * lane + 2].copy_from_slice(&blk[..2]);
+    col[16 + 2 * lane..16 + 2 * lane + 2].copy_from_slice(&blk[2..4]);
+    let scales: &[u8; 12] = blk[4..16].try_into().expect("12 bytes");
+    for s in 0..8 {
+        let (sc, mn) = super::format::scale_min_k4(s, scales);
+        col[32 + 8 * s + lane] = sc;
+        col[96 + 8 * s + lane] = mn;
+    }
+    for c in 0..32 {
+        let o = 160 + 32 * c + 4 * lane;
+        col[o..o + 4].copy_from_slice(&blk[16 + 4 * c..16 + 4 * c + 4]);
+    }
+}
+
+/// Row `lane` of a Q4_K block column back to ggml's super-block (the 6-bit packing of
+/// `scale_min_k4` inverted: every one of its 96 bits is restored).
+fn native_q4k(col: &[u8], lane: usize, blk: &mut [u8]) {
+    blk[..2].copy_from_slice(&col[2 * lane..2 * lane + 2]);
+    blk[2..4].copy_from_slice(&col[16 + 2 * lane..16 + 2 * lane + 2]);
+    let sc = |s: usize| col[32 + 8 * s + lane];
+    let mn = |s: usize| col[96 + 8 * s + lane];
+    for j in 0..4 {
+        blk[4 + j] = sc(j) | ((sc(j + 4) >> 4) << 6);
+        blk[4 + j + 4] = mn(j) | ((mn(j + 4) >> 4) << 6);
+        blk[4 + j + 8] = (sc(j + 4) & 0xF) | ((mn(j + 4) & 0xF) << 4);
+    }
+    for c in 0..32 {
+        let o = 160 + 32 * c + 4 * lane;
+        blk[16 + 4 * c..16 + 4 * c + 4].copy_from_slice(&col[o..o + 4]);
+    }
+}
+
+/// Row `lane` of a Q4_K block column as `format::unpack_row` gives it: 256 codes, and per
+/// 32 values `d * scale` and `-dmin * min`.
+fn unpack_q4k(col: &[u8], lane: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+    let f16_at = |o: usize| half::f16::from_le_bytes([col[o], col[o + 1]]).to_f32();
+    let (dd, dmin) = (f16_at(2 * lane), f16_at(16 + 2 * lane));
+    for s in 0..8 {
+        d[s] = dd * col[32 + 8 * s + lane] as f32;
+        m[s] = -dmin * col[96 + 8 * s + lane] as f32;
+    }
+    for c in 0..32 {
+        // Chunk c = 8 pair + v: native bytes 32 pair + 4v; low nibbles are sub-block
+        // 2 pair, high nibbles sub-block 2 pair + 1, elements 4v.. of each.
+        let (pair, v) = (c / 8, c % 8);
+        let o = 160 + 32 * c + 4 * lane;
+        let w = u32::from_le_bytes([col[o], col[o + 1], col[o + 2], col[o + 3]]);
+        let lo = (w & 0x0F0F_0F0F).to_le_bytes();
+        let hi = ((w >> 4) & 0x0F0F_0F0F).to_le_bytes();
+        q[64 * pair + 4 * v..64 * pair + 4 * v + 4].copy_from_slice(&lo);
+        q[64 * pair + 32 + 4 * v..64 * pair + 32 + 4 * v + 4].copy_from_slice(&hi);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,13 +360,18 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 24) as u8
         };
-        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
-            for (rows, cols) in [(1, 32), (7, 64), (8, 96), (13, 576)] {
+        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0]
+            .into_iter()
+            .chain([GgmlType::Q4_K])
+        {
+            let k = t.block_size();
+            for (rows, cols) in [(1, k), (7, 2 * k), (8, 3 * k), (13, 18 * k)] {
                 let rb = t.row_size(cols as u64).unwrap() as usize;
                 let data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
                 let p = PackedWeight::pack(t, rows, cols, &data).unwrap();
                 assert_eq!(p.row_bytes(), rb);
-                assert_eq!(p.bytes().len(), rows.div_ceil(8) * rb * 8);
+                let size = rows.div_ceil(8) * (cols / k) * p.layout.column();
+                assert_eq!(p.bytes().len(), size);
                 let mut row = vec![0u8; rb];
                 for r in 0..rows {
                     p.native_row(r, &mut row);
@@ -266,7 +379,7 @@ mod tests {
                 }
             }
         }
-        assert!(PackedWeight::pack(GgmlType::Q4_K, 1, 256, &[0; 144]).is_none());
+        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210]).is_none());
     }
 
     #[test]
@@ -276,14 +389,17 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 24) as u8
         };
-        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
-            let (rows, cols) = (11, 96);
+        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0]
+            .into_iter()
+            .chain([GgmlType::Q4_K])
+        {
+            let (rows, cols) = (11, 3 * t.block_size());
             let rb = t.row_size(cols as u64).unwrap() as usize;
             let mut data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
             // Finite scales, so that the f32 comparison below means something.
             for b in data.chunks_exact_mut(t.type_size()) {
                 b[1] &= 0x3B;
-                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K) {
                     b[3] &= 0x3B;
                 }
             }
@@ -301,7 +417,7 @@ mod tests {
                 );
                 p.unpack_row(r, &mut q1, &mut d1, &mut m1);
                 assert_eq!((&q0, &d0), (&q1, &d1), "{t} row {r}");
-                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K) {
                     assert_eq!(m0, m1, "{t} row {r} mins");
                 }
             }

@@ -123,9 +123,17 @@ fn packed_weights_match_scalar_and_mapped() {
     let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
     let mut scratch = MatmulScratch::new();
     let mut seed = 0x0bad_cafe_1234_5678u64;
-    let types = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1];
+    let types = [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_1,
+        GgmlType::Q4_K,
+    ];
     for t in types {
-        for (rows, cols) in [(37, 576), (8, 32), (1, 896), (203, 1536)] {
+        let k = t.block_size();
+        for (rows, cols) in [(37, 18 * k), (8, k), (1, 28 * k), (203, 48 * k)] {
             let w = weights(t, rows, cols, &mut seed);
             let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
             let packed = CpuWeight::Packed(PackedWeight::pack(t, rows, cols, &w).unwrap());
