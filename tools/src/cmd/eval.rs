@@ -176,7 +176,7 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
         cpu.threads()
     );
 
-    let cfg = EngineConfig { n_ctx, n_ubatch: 512, n_out: 32 };
+    let cfg = EngineConfig { n_ctx, n_ubatch: 512, n_out: 32, ..EngineConfig::default() };
     let mut runner: Box<dyn Runner + '_> = match a.engine {
         EngineKind::Full => {
             Box::new(FullRunner { engine: Engine::new(&model, cfg)?, tokenizer: &tokenizer })
