@@ -143,7 +143,8 @@ fn ppl_parity(name: &str, tag: &str) {
     let bos = if tokenizer.add_bos() { tokenizer.bos() } else { None };
     let cpu = cpu(2);
     let model = Model::load(&cpu, &file).expect("load model");
-    let cfg = EngineConfig { n_ctx, n_ubatch: n_ctx.min(512), n_out: 32, ..EngineConfig::default() };
+    let cfg =
+        EngineConfig { n_ctx, n_ubatch: n_ctx.min(512), n_out: 32, ..EngineConfig::default() };
     let mut engine = Engine::new(&model, cfg).expect("engine");
     let acc = perplexity(&mut engine, &tokens, n_ctx, Some(chunks), bos, |_, _| {}).expect("ppl");
     let got = acc.ppl();

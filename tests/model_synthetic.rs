@@ -196,7 +196,11 @@ fn batch_consistency(arch: &str, qwen: bool, tied: bool) {
         assert!(d < 2e-3, "{arch}: row {i}: batch vs token-by-token differ by {d}");
     }
     // Micro-batches of 3 give the same last logits as one batch.
-    let mut small = Engine::new(&model, EngineConfig { n_ctx: 64, n_ubatch: 3, n_out: 1, ..EngineConfig::default() }).unwrap();
+    let mut small = Engine::new(
+        &model,
+        EngineConfig { n_ctx: 64, n_ubatch: 3, n_out: 1, ..EngineConfig::default() },
+    )
+    .unwrap();
     let l = small.eval(&PROMPT).expect("eval").to_vec();
     let d = max_rel_diff(&rows[PROMPT.len() - 1], &l);
     assert!(d < 2e-3, "{arch}: micro-batches differ by {d}");
@@ -239,7 +243,11 @@ fn context_overflow_is_an_error_not_a_panic() {
     let file = gguf("llama", tensors(false, true));
     let cpu = cpu(1);
     let model = Model::load(&cpu, &file).expect("load");
-    let mut e = Engine::new(&model, EngineConfig { n_ctx: 8, n_ubatch: 4, n_out: 1, ..EngineConfig::default() }).unwrap();
+    let mut e = Engine::new(
+        &model,
+        EngineConfig { n_ctx: 8, n_ubatch: 4, n_out: 1, ..EngineConfig::default() },
+    )
+    .unwrap();
     let full = |r: Result<&[f32], EngineError>| {
         matches!(r, Err(EngineError::KvCache(KvCacheError::ContextFull { .. })))
     };

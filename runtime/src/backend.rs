@@ -162,6 +162,10 @@ pub trait Backend {
     ) -> Result<(), Self::Error>;
     /// `cache[offset .. offset + n] = src`, `src` being `n` little-endian elements of the
     /// cache's type (a document cache hit).
-    fn kv_write(&self, src: &[u8], cache: &mut Self::KvBuf, offset: usize)
-        -> Result<(), Self::Error>;
+    fn kv_write(
+        &self,
+        src: &[u8],
+        cache: &mut Self::KvBuf,
+        offset: usize,
+    ) -> Result<(), Self::Error>;
 }

@@ -193,7 +193,12 @@ impl DocCache {
         }
         let from_disk = match &self.dir {
             Some(dir) => {
-                let shape = Shape { n_layer: kv.n_layer(), n_cells: cells.len(), row_len: kv.row_len(), ty };
+                let shape = Shape {
+                    n_layer: kv.n_layer(),
+                    n_cells: cells.len(),
+                    row_len: kv.row_len(),
+                    ty,
+                };
                 self.read_file(dir.clone(), key, shape)
             }
             None => None,

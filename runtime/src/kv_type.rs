@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn decode_both_types() {
         let mut out = [0f32; 2];
-        let h: Vec<u8> = [1.5f32, -2.0].iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
+        let h: Vec<u8> =
+            [1.5f32, -2.0].iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()).collect();
         KvType::F16.decode_f32(&h, &mut out);
         assert_eq!(out, [1.5, -2.0]);
         let f: Vec<u8> = [0.1f32, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();

@@ -88,7 +88,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let model = Model::load(&cpu, &file)?;
         let n_vocab = model.n_vocab() as u64;
         let n_ctx = (args.n_prompt + args.n_gen).max(1);
-        let mut engine = Engine::new(&model, EngineConfig { n_ctx, n_ubatch: 512, n_out: 1, ..EngineConfig::default() })?;
+        let mut engine = Engine::new(
+            &model,
+            EngineConfig { n_ctx, n_ubatch: 512, n_out: 1, ..EngineConfig::default() },
+        )?;
         let mut rng = Rng::new(1234);
         let mut tokens = vec![0u32; args.n_prompt.max(1)];
         let random = |rng: &mut Rng| (rng.next_u64() % n_vocab) as u32;

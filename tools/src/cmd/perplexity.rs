@@ -46,7 +46,12 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     // special-token parsing, then puts BOS at the start of every chunk when the model wants it.
     let tokens = tokenizer.encode(&text, true, false)?;
     let bos = if tokenizer.add_bos() { tokenizer.bos() } else { None };
-    let cfg = EngineConfig { n_ctx: args.ctx_size, n_ubatch: args.ctx_size.min(512), n_out: 32, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        n_ctx: args.ctx_size,
+        n_ubatch: args.ctx_size.min(512),
+        n_out: 32,
+        ..EngineConfig::default()
+    };
     let mut engine = Engine::new(&model, cfg)?;
     let t0 = Instant::now();
     let json = args.json;

@@ -33,8 +33,12 @@ impl Cpu {
         out: &mut [f32],
     ) -> Result<(), CpuError> {
         match (T::as_kv_slice(k), T::as_kv_slice(v)) {
-            (KvSlice::F16(k), KvSlice::F16(v)) => self.attention_typed::<f16>(q, k, v, p, mask, out),
-            (KvSlice::F32(k), KvSlice::F32(v)) => self.attention_typed::<f32>(q, k, v, p, mask, out),
+            (KvSlice::F16(k), KvSlice::F16(v)) => {
+                self.attention_typed::<f16>(q, k, v, p, mask, out)
+            }
+            (KvSlice::F32(k), KvSlice::F32(v)) => {
+                self.attention_typed::<f32>(q, k, v, p, mask, out)
+            }
             _ => Err(mixed_types()),
         }
     }

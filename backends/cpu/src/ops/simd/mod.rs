@@ -141,12 +141,8 @@ pub(crate) struct Kernels {
 pub(crate) type AttendFn<T> = fn(&AttnHead<'_, T>, &[Range<usize>], &mut [f32]);
 
 /// (head, visible ranges, out, observer) -> final softmax state.
-pub(crate) type AttendExtrasFn<T> = fn(
-    &AttnHead<'_, T>,
-    &[Range<usize>],
-    &mut [f32],
-    &mut extras::RowExtras<'_>,
-) -> OnlineSoftmax;
+pub(crate) type AttendExtrasFn<T> =
+    fn(&AttnHead<'_, T>, &[Range<usize>], &mut [f32], &mut extras::RowExtras<'_>) -> OnlineSoftmax;
 
 /// The attention entries of a kernel table for one KV element type.
 pub(crate) struct AttnFns<T: 'static> {
