@@ -352,3 +352,50 @@ fn write_file(dir: &Path, key: &DocKey, shape: Shape, data: &[u8]) -> Result<(),
 fn backend_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> DocCacheError {
     DocCacheError::Backend(Box::new(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_bytes(key: &DocKey, shape: Shape, version: u32, type_field: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&key.0);
+        for v in [shape.n_layer, shape.n_cells, shape.row_len] {
+            b.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        if type_field {
+            b.extend_from_slice(&shape.ty.ggml_type().id().to_le_bytes());
+        }
+        b.extend((0..shape.payload_bytes()).map(|i| i as u8));
+        let sum: [u8; 32] = Sha256::digest(&b).into();
+        b.extend_from_slice(&sum);
+        b
+    }
+
+    #[test]
+    fn parse_checks_version_type_and_shape() {
+        let key = DocKey([7; 32]);
+        let s32 = Shape { n_layer: 2, n_cells: 3, row_len: 4, ty: KvType::F32 };
+        let s16 = Shape { ty: KvType::F16, ..s32 };
+        for s in [s32, s16] {
+            let good = file_bytes(&key, s, VERSION, true);
+            assert_eq!(good.len(), HEADER_LEN + s.payload_bytes() + 32);
+            assert_eq!(parse(&good, &key, s).map(|p| p.len()), Some(s.payload_bytes()));
+            // Another key, another shape, another type: rejected.
+            assert!(parse(&good, &DocKey([8; 32]), s).is_none());
+            assert!(parse(&good, &key, Shape { n_cells: 2, ..s }).is_none());
+            let other = if s.ty == KvType::F32 { s16 } else { s32 };
+            assert!(parse(&good, &key, other).is_none(), "{:?} file read as {:?}", s.ty, other.ty);
+            // A version 1 file (no type field) with a valid checksum: rejected.
+            let v1 = file_bytes(&key, s, 1, false);
+            assert!(parse(&v1, &key, s).is_none());
+            // A flipped payload bit or a truncated file: rejected.
+            let mut bad = good.clone();
+            bad[HEADER_LEN] ^= 1;
+            assert!(parse(&bad, &key, s).is_none());
+            assert!(parse(&good[..40], &key, s).is_none());
+        }
+    }
+}
