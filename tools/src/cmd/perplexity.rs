@@ -1,6 +1,6 @@
 //! `weft perplexity`: llama.cpp's perplexity protocol over a text file.
 
-use super::common;
+use super::common::{self, CacheArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ pub struct PerplexityArgs {
     /// Tokens per chunk.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
     pub ctx_size: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Score at most this many chunks (default: all whole chunks).
     #[arg(long)]
     pub chunks: Option<usize>,
@@ -50,7 +52,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         n_ctx: args.ctx_size,
         n_ubatch: args.ctx_size.min(512),
         n_out: 32,
-        ..EngineConfig::default()
+        kv_type: args.cache.cache_type,
     };
     let mut engine = Engine::new(&model, cfg)?;
     let t0 = Instant::now();
@@ -68,6 +70,8 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         let v = serde_json::json!({
             "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "ctx": args.ctx_size,
+            "type_k": args.cache.cache_type.name(),
+            "type_v": args.cache.cache_type.name(),
             "chunks": n_chunks,
             "tokens": tokens.len(),
             "scored": acc.count,
