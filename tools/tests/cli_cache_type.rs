@@ -68,10 +68,8 @@ fn bench_shows_type_columns_only_for_f32() {
     };
     let f32_table = bench(&["--cache-type", "f32"]);
     assert!(f32_table.contains("type_k") && f32_table.contains("type_v"), "{f32_table}");
-    assert!(
-        f32_table.lines().filter(|l| l.contains("    f32 |    f32 |") && l.contains("pp8")).count()
-            == 1
-    );
+    let row = |l: &&str| l.contains("    f32 |    f32 |") && l.contains("pp8");
+    assert_eq!(f32_table.lines().filter(row).count(), 1, "{f32_table}");
     let f16_table = bench(&[]);
     assert!(!f16_table.contains("type_k"), "{f16_table}");
     let json = bench(&["--cache-type", "f32", "--json"]);

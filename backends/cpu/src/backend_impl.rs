@@ -69,7 +69,7 @@ fn kv_range(
     n_bytes: usize,
 ) -> Result<std::ops::Range<usize>, CpuError> {
     let size = ty.type_size();
-    if n_bytes % size != 0 {
+    if !n_bytes.is_multiple_of(size) {
         return Err(shape(op, format!("{n_bytes} bytes is no whole number of {ty} elements")));
     }
     let end = offset.checked_add(n_bytes / size).filter(|&e| e <= len).ok_or_else(|| {
