@@ -1,11 +1,16 @@
 //! Quantized matmul of the CPU backend, single thread, with a memory-bandwidth baseline in the
 //! same run so every figure reads as a fraction of what the machine can do.
 //!
-//! - `read_bandwidth`: sum of a 512 MiB u64 array (larger than any LLC), bytes/s.
+//! - `read_bandwidth/1thread`: sum of a 512 MiB u64 array (larger than any LLC), bytes/s;
+//!   `read_bandwidth/1thread_avx2_prefetch`: the same with 256-bit loads and software
+//!   prefetch, the fastest reader we have and so the baseline (x86 with AVX2);
+//!   `read_bandwidth/2threads_avx2_prefetch`: two cores reading one half each.
 //! - `gemv/<level>/<type>/<rows>x<cols>`: decode (m = 1) at model shapes (4.5 MB or less:
-//!   the matrix stays in the cache between iterations), throughput in weight bytes/s.
-//! - `gemv_dram/<level>/<type>/<rows>x<cols>`: decode over one matrix of at least 512 MiB
-//!   and twice the last-level cache (printed at start), so every iteration streams the
+//!   the matrix stays in the cache between iterations) over ggml's row-major blocks,
+//!   throughput in weight bytes/s; `gemv_x8/...`: the same matrix repacked 8 rows at a time
+//!   (what the model runs for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 at the AVX2 and AVX-512 levels).
+//! - `gemv_dram[_x8]/<level>/<type>/<rows>x<cols>`: decode over one matrix of at least 512
+//!   MiB and twice the last-level cache (printed at start), so every iteration streams the
 //!   weights from DRAM: the figure to compare with `read_bandwidth`.
 //! - `gemm/<type>/<rows>x<cols>/m512`: prefill, "elements" = 2 * m * rows * cols (FLOP/s).
 //!
@@ -91,7 +96,56 @@ fn read_bandwidth(c: &mut Criterion) {
             black_box(acc)
         })
     });
+    // The strongest single-core reader we know: 256-bit loads into four sums, each line
+    // prefetched 2 KB ahead (what the GEMV kernels do). The baseline to compare with.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        g.bench_function("read_bandwidth/1thread_avx2_prefetch", |b| {
+            // SAFETY: AVX2 was detected just above.
+            b.iter(|| unsafe { sum_avx2_prefetch(black_box(&data)) })
+        });
+        // Two cores, each reading its half: the ceiling of 2-thread decode.
+        g.bench_function("read_bandwidth/2threads_avx2_prefetch", |b| {
+            b.iter(|| {
+                let (lo, hi) = data.split_at(data.len() / 2);
+                std::thread::scope(|s| {
+                    // SAFETY: AVX2 was detected above.
+                    let t = s.spawn(|| unsafe { sum_avx2_prefetch(black_box(hi)) });
+                    // SAFETY: as above.
+                    let a = unsafe { sum_avx2_prefetch(black_box(lo)) };
+                    a.wrapping_add(t.join().unwrap())
+                })
+            })
+        });
+    }
     g.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sum_avx2_prefetch(d: &[u64]) -> u64 {
+    use std::arch::x86_64::*;
+    let n = d.len() / 16 * 16;
+    // SAFETY: every load reads 4 u64 inside d[..n]; prefetches never fault.
+    unsafe {
+        let p = d.as_ptr();
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut i = 0;
+        while i < n {
+            let line = p.add(i).cast::<i8>();
+            _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(2048));
+            _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(2048 + 64));
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_add_epi64(*a, _mm256_loadu_si256(p.add(i + 4 * k).cast()));
+            }
+            i += 16;
+        }
+        let s =
+            _mm256_add_epi64(_mm256_add_epi64(acc[0], acc[1]), _mm256_add_epi64(acc[2], acc[3]));
+        let mut out = [0u64; 4];
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), s);
+        out.iter().fold(0u64, |a, &b| a.wrapping_add(b))
+    }
 }
 
 /// Types in priority order; the K-quants use the ffn_down shape (cols a multiple of 256).
@@ -147,10 +201,25 @@ fn gemv(c: &mut Criterion) {
             let x: Vec<f32> = (0..cols).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut y = vec![0f32; rows];
             g.throughput(Throughput::Bytes(data.len() as u64));
+            // What the model runs (x8-packed where the level packs the type), then the
+            // row-major kernels on the same matrix.
+            let prepared = cpu.prepare_weight(w).unwrap();
+            let name = if prepared.is_packed() { "gemv_x8" } else { "gemv" };
             g.bench_function(
-                BenchmarkId::new(format!("gemv/{level}/{t}"), format!("{rows}x{cols}")),
-                |b| b.iter(|| cpu.matmul(&w, black_box(&x), 1, &mut y, &mut scratch).unwrap()),
+                BenchmarkId::new(format!("{name}/{level}/{t}"), format!("{rows}x{cols}")),
+                |b| {
+                    b.iter(|| {
+                        cpu.matmul_weight(&prepared, black_box(&x), 1, &mut y, &mut scratch)
+                            .unwrap()
+                    })
+                },
             );
+            if prepared.is_packed() {
+                g.bench_function(
+                    BenchmarkId::new(format!("gemv/{level}/{t}"), format!("{rows}x{cols}")),
+                    |b| b.iter(|| cpu.matmul(&w, black_box(&x), 1, &mut y, &mut scratch).unwrap()),
+                );
+            }
         }
     }
     g.finish();
@@ -219,6 +288,19 @@ fn gemv_dram(c: &mut Criterion) {
         for level in levels() {
             let cpu = Cpu::new(CpuConfig { level: Some(level), threads: 1 }).unwrap();
             let mut scratch = MatmulScratch::new();
+            let prepared = cpu.prepare_weight(w).unwrap();
+            if prepared.is_packed() {
+                g.bench_function(
+                    BenchmarkId::new(format!("gemv_dram_x8/{level}/{t}"), format!("{rows}x{cols}")),
+                    |b| {
+                        b.iter(|| {
+                            cpu.matmul_weight(&prepared, black_box(&x), 1, &mut y, &mut scratch)
+                                .unwrap()
+                        })
+                    },
+                );
+            }
+            drop(prepared);
             g.bench_function(
                 BenchmarkId::new(format!("gemv_dram/{level}/{t}"), format!("{rows}x{cols}")),
                 |b| b.iter(|| cpu.matmul(&w, black_box(&x), 1, &mut y, &mut scratch).unwrap()),

@@ -45,8 +45,19 @@ pub trait Backend {
     /// Scratch memory for batches of up to `max_rows` activation rows of at most `max_cols`.
     fn alloc_scratch(&self, max_rows: usize, max_cols: usize)
         -> Result<Self::Scratch, Self::Error>;
-    /// Make a weight tensor resident (the CPU backend borrows it, a GPU copies it).
+    /// Make a weight tensor resident (the CPU backend borrows it or repacks it, a GPU
+    /// copies it).
     fn weight<'a>(&self, t: &TensorView<'a>) -> Result<Self::Weight<'a>, Self::Error>;
+    /// A tensor used only by [`Backend::get_rows`] (a token embedding that is not also the
+    /// output projection): a backend may keep it as it is, since a lookup reads a few rows.
+    fn embedding_weight<'a>(&self, t: &TensorView<'a>) -> Result<Self::Weight<'a>, Self::Error> {
+        self.weight(t)
+    }
+    /// Whether `w` is a copy that never reads the file's bytes again: the loader then lets
+    /// the file's pages go, so resident memory counts the weights once.
+    fn weight_is_copy(&self, _w: &Self::Weight<'_>) -> bool {
+        false
+    }
     /// An F32/F16/BF16 tensor (norm weights, biases) converted to an f32 buffer.
     fn upload_tensor_f32(&self, t: &TensorView<'_>) -> Result<Self::Buf, Self::Error>;
 

@@ -92,6 +92,11 @@ impl<B: Backend> KvCache<B> {
         self.n_ctx
     }
 
+    /// Bytes of K and V storage over all layers (elements of the cache's [`KvType`]).
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.n_ctx * self.row_len * self.kv_type.type_size()
+    }
+
     /// Cells in use.
     pub fn len(&self) -> usize {
         self.cells.len()

@@ -1,7 +1,7 @@
 //! [`weft::backend::Backend`] for the CPU: buffers are host vectors, weights are borrowed
 //! views of the memory-mapped GGUF file (no copy at load), ops are the `Cpu` methods.
 
-use crate::matmul::{MatmulScratch, WeightRef};
+use crate::matmul::{CpuWeight, MatmulScratch, WeightRef};
 use crate::{Cpu, CpuError};
 use half::f16;
 use weft::backend::Backend;
@@ -92,13 +92,36 @@ fn head_mut<'b, T>(op: &'static str, buf: &'b mut [T], n: usize) -> Result<&'b m
     buf.get_mut(..n).ok_or_else(|| shape(op, format!("needs {n} elements, buffer has {len}")))
 }
 
+/// The tensor's bytes as a weight, checked against its shape.
+fn mapped<'a>(t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
+    let cols = t.cols() as usize;
+    let rows = t.rows() as usize;
+    let need =
+        t.ggml_type.row_size(cols as u64).and_then(|r| r.checked_mul(rows as u64)).ok_or_else(
+            || {
+                shape(
+                    "weight",
+                    format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name),
+                )
+            },
+        )? as usize;
+    if t.data.len() != need {
+        return Err(shape(
+            "weight",
+            format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
+        ));
+    }
+    Ok(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+}
+
 impl Backend for Cpu {
     type Error = CpuError;
     /// f32, host memory.
     type Buf = Vec<f32>;
     /// f16 or f32, host memory.
     type KvBuf = KvBuf;
-    type Weight<'a> = WeightRef<'a>;
+    /// Borrowed from the memory-mapped file, or repacked for decode (see `CpuWeight`).
+    type Weight<'a> = CpuWeight<'a>;
     type Scratch = MatmulScratch;
 
     fn describe(&self) -> String {
@@ -129,25 +152,18 @@ impl Backend for Cpu {
         Ok(MatmulScratch::default())
     }
 
-    fn weight<'a>(&self, t: &TensorView<'a>) -> Result<WeightRef<'a>, CpuError> {
-        let cols = t.cols() as usize;
-        let rows = t.rows() as usize;
-        let need =
-            t.ggml_type.row_size(cols as u64).and_then(|r| r.checked_mul(rows as u64)).ok_or_else(
-                || {
-                    shape(
-                        "weight",
-                        format!("{}: {rows} rows of {cols} is no whole number of blocks", t.name),
-                    )
-                },
-            )? as usize;
-        if t.data.len() != need {
-            return Err(shape(
-                "weight",
-                format!("{}: {} bytes, {rows} rows of {cols} need {need}", t.name, t.data.len()),
-            ));
-        }
-        Ok(WeightRef { ggml_type: t.ggml_type, rows, cols, data: t.data })
+    fn weight<'a>(&self, t: &TensorView<'a>) -> Result<CpuWeight<'a>, CpuError> {
+        self.prepare_weight(mapped(t)?)
+    }
+
+    fn embedding_weight<'a>(&self, t: &TensorView<'a>) -> Result<CpuWeight<'a>, CpuError> {
+        // Lookups read a few rows per token: the mapped rows serve, and a copy would only
+        // add the whole table to resident memory.
+        Ok(CpuWeight::Mapped(mapped(t)?))
+    }
+
+    fn weight_is_copy(&self, w: &CpuWeight<'_>) -> bool {
+        w.is_packed()
     }
 
     fn upload_tensor_f32(&self, t: &TensorView<'_>) -> Result<Vec<f32>, CpuError> {
@@ -196,20 +212,20 @@ impl Backend for Cpu {
 
     fn matmul(
         &self,
-        w: &WeightRef<'_>,
+        w: &CpuWeight<'_>,
         x: &Vec<f32>,
         m: usize,
         y: &mut Vec<f32>,
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
-        let x = head("matmul", x, m * w.cols)?;
-        let y = head_mut("matmul", y, m * w.rows)?;
-        Cpu::matmul(self, w, x, m, y, scratch)
+        let x = head("matmul", x, m * w.cols())?;
+        let y = head_mut("matmul", y, m * w.rows())?;
+        Cpu::matmul_weight(self, w, x, m, y, scratch)
     }
 
-    fn get_rows(&self, w: &WeightRef<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
-        let out = head_mut("get_rows", out, ids.len() * w.cols)?;
-        Cpu::get_rows(self, w, ids, out)
+    fn get_rows(&self, w: &CpuWeight<'_>, ids: &[u32], out: &mut Vec<f32>) -> Result<(), CpuError> {
+        let out = head_mut("get_rows", out, ids.len() * w.cols())?;
+        Cpu::get_rows_weight(self, w, ids, out)
     }
 
     fn rms_norm(

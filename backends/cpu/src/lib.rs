@@ -12,4 +12,4 @@ mod team;
 pub use backend_impl::KvBuf;
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
-pub use matmul::{MatmulScratch, WeightRef};
+pub use matmul::{CpuWeight, MatmulScratch, PackedWeight, WeightRef};

@@ -131,6 +131,34 @@ impl GgufFile {
         Self::from_backing(Backing::Mmap(mmap))
     }
 
+    /// Tell the OS that the pages lying wholly inside `bytes` (a tensor's data, borrowed
+    /// from this file) are not needed now: a backend that copied the tensor lets go of the
+    /// file's copy, so resident memory counts those weights once. The contents never change
+    /// (a read-only file mapping): a later read faults the pages back in from the file. A
+    /// no-op for in-memory files, for bytes not from this file, and where the OS declines.
+    pub fn release(&self, bytes: &[u8]) {
+        let Backing::Mmap(m) = &self.backing else { return };
+        const PAGE: usize = 4096;
+        let base = m.as_ptr() as usize;
+        let Some(off) = (bytes.as_ptr() as usize).checked_sub(base) else { return };
+        if off + bytes.len() > m.len() {
+            return;
+        }
+        let start = off.next_multiple_of(PAGE);
+        let end = (off + bytes.len()) / PAGE * PAGE;
+        #[cfg(not(unix))]
+        let _ = (start, end);
+        #[cfg(unix)]
+        if end > start {
+            // SAFETY: MADV_DONTNEED on a read-only shared file mapping only drops page-table
+            // entries: the bytes seen through the mapping stay the file's, so the slices that
+            // borrow it remain valid. An error (e.g. a larger page size) just means no release.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+
     /// Validate a file held in memory (tests, fuzzing). The bytes are copied once into a
     /// 32-byte aligned buffer.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {

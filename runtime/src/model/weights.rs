@@ -85,7 +85,16 @@ impl<'f, 'a, B: Backend> Loader<'f, 'a, B> {
         if !self.backend.supports_matmul(ty) || !cols.is_multiple_of(ty.block_size()) {
             return Err(ModelError::UnsupportedTensorType { name: name.into(), ty });
         }
-        self.backend.weight(&t).map_err(backend_err)
+        self.resident(&t)
+    }
+
+    /// The backend's copy of `t`; the file's pages of a copied tensor are let go.
+    fn resident(&self, t: &TensorView<'a>) -> Result<B::Weight<'a>, ModelError> {
+        let w = self.backend.weight(t).map_err(backend_err)?;
+        if self.backend.weight_is_copy(&w) {
+            self.file.release(t.data);
+        }
+        Ok(w)
     }
 
     fn embedding(&self, name: &str, cols: usize, rows: usize) -> Result<B::Weight<'a>, ModelError> {
@@ -93,7 +102,7 @@ impl<'f, 'a, B: Backend> Loader<'f, 'a, B> {
         if !self.backend.supports_get_rows(t.ggml_type) {
             return Err(ModelError::UnsupportedTensorType { name: name.into(), ty: t.ggml_type });
         }
-        self.backend.weight(&t).map_err(backend_err)
+        self.backend.embedding_weight(&t).map_err(backend_err)
     }
 
     /// A small f32 vector (norm weight, bias) stored as F32, F16 or BF16.

@@ -83,3 +83,30 @@ impl SamplingArgs {
         }
     }
 }
+
+/// Resident and peak resident memory of this process in bytes (`VmRSS`, `VmHWM` of
+/// /proc/self/status), where the OS reports them.
+pub fn resident_memory() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// One stderr line on memory: the model file, the KV cache, and what the process holds
+/// (issue #5's budget: resident <= file + KV cache + 100 MiB).
+pub fn memory_line(file_bytes: u64, kv_bytes: u64) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let mut s = format!(
+        "weft: memory: model file {:.1} MiB, KV cache {:.1} MiB",
+        mib(file_bytes),
+        mib(kv_bytes)
+    );
+    if let Some((rss, peak)) = resident_memory() {
+        s += &format!(", resident {:.1} MiB (peak {:.1} MiB)", mib(rss), mib(peak));
+    }
+    s
+}

@@ -91,6 +91,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         decode.tok_per_s(),
         decode.stop
     );
+    let file_bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    eprintln!("{}", common::memory_line(file_bytes, engine.kv_cache().bytes() as u64));
     Ok(())
 }
 

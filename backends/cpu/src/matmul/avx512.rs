@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 use weft::GgmlType;
 
 /// AVX-512 VNNI `vpdpbusd` on ymm (EVEX, needs AVX512VL).
-struct Avx512Vnni;
+pub(super) struct Avx512Vnni;
 
 impl Dot for Avx512Vnni {
     const FULL_U8: bool = true;

@@ -13,6 +13,7 @@
 //! order depends only on the shapes, never on the thread count or on which thread runs it.
 
 mod format;
+mod packed;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -24,6 +25,8 @@ mod avx2_k;
 #[cfg(target_arch = "x86_64")]
 mod avx2_quant;
 #[cfg(target_arch = "x86_64")]
+mod avx2_x8;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 use crate::context::{Cpu, CpuError, SendPtr};
@@ -31,6 +34,8 @@ use crate::dispatch::CpuLevel;
 use format::{ActKind, Layout, SubFormat};
 use std::sync::Mutex;
 use weft::GgmlType;
+
+pub use packed::PackedWeight;
 
 /// A weight matrix in its GGUF storage: `rows` rows of `cols` elements, row-major blocks.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +47,70 @@ pub struct WeightRef<'a> {
     pub cols: usize,
     /// `rows * row_size(cols)` bytes.
     pub data: &'a [u8],
+}
+
+/// A weight as the CPU backend holds it.
+#[derive(Debug)]
+pub enum CpuWeight<'a> {
+    /// ggml's row-major blocks, read in place (from the memory-mapped file).
+    Mapped(WeightRef<'a>),
+    /// Repacked 8 rows at a time for the GEMV kernels (`packed.rs`); GEMM and the embedding
+    /// lookup rebuild native rows from it.
+    Packed(PackedWeight),
+}
+
+impl CpuWeight<'_> {
+    pub fn ggml_type(&self) -> GgmlType {
+        match self {
+            CpuWeight::Mapped(w) => w.ggml_type,
+            CpuWeight::Packed(p) => p.ggml_type,
+        }
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        match self {
+            CpuWeight::Mapped(w) => w.rows,
+            CpuWeight::Packed(p) => p.rows,
+        }
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        match self {
+            CpuWeight::Mapped(w) => w.cols,
+            CpuWeight::Packed(p) => p.cols,
+        }
+    }
+
+    /// Whether the weight is a copy (the file's pages are no longer read).
+    pub fn is_packed(&self) -> bool {
+        matches!(self, CpuWeight::Packed(_))
+    }
+}
+
+/// Where a matmul reads weight rows in ggml's layout from.
+#[derive(Clone, Copy)]
+enum RowSrc<'w> {
+    Native(&'w [u8]),
+    Packed(&'w PackedWeight),
+}
+
+impl<'w> RowSrc<'w> {
+    /// Row `r` (`row_bytes` bytes): borrowed, or rebuilt into `buf`.
+    fn row<'b>(self, r: usize, row_bytes: usize, buf: &'b mut Vec<u8>) -> &'b [u8]
+    where
+        'w: 'b,
+    {
+        match self {
+            RowSrc::Native(d) => &d[r * row_bytes..(r + 1) * row_bytes],
+            RowSrc::Packed(p) => {
+                let b = grow(buf, row_bytes);
+                p.native_row(r, b);
+                b
+            }
+        }
+    }
 }
 
 /// Weight rows per GEMM job: 64 rows of a K = 4864 matrix unpack to 311 KB, which stays in
@@ -197,54 +266,76 @@ impl Cpu {
         y: &mut [f32],
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
+        self.matmul_forced(&CpuWeight::Mapped(*w), x, m, y, scratch, None)
+    }
+
+    /// [`Self::matmul`] on a weight as the backend holds it (mapped or packed).
+    pub fn matmul_weight(
+        &self,
+        w: &CpuWeight,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), CpuError> {
         self.matmul_forced(w, x, m, y, scratch, None)
+    }
+
+    /// Whether this `Cpu` repacks weights of type `t` (levels with x8 GEMV kernels).
+    pub fn packs(&self, t: GgmlType) -> bool {
+        packed::X8Layout::of(t).is_some()
+            && cfg!(target_arch = "x86_64")
+            && matches!(self.level(), CpuLevel::Avx2 | CpuLevel::Avx512)
+    }
+
+    /// The weight as this `Cpu` runs it fastest: repacked when [`Self::packs`] its type
+    /// (decode then reads 8 rows per register), else borrowed as it is.
+    pub fn prepare_weight<'a>(&self, w: WeightRef<'a>) -> Result<CpuWeight<'a>, CpuError> {
+        check_weight(&w)?;
+        if !self.packs(w.ggml_type) {
+            return Ok(CpuWeight::Mapped(w));
+        }
+        Ok(PackedWeight::pack(w.ggml_type, w.rows, w.cols, w.data)
+            .map_or(CpuWeight::Mapped(w), CpuWeight::Packed))
     }
 
     /// [`Self::matmul`] with the SIMD kernel family optionally forced (unit tests reach the
     /// plain-AVX2 kernels on machines that also have AVX-VNNI).
     fn matmul_forced(
         &self,
-        w: &WeightRef,
+        w: &CpuWeight,
         x: &[f32],
         m: usize,
         y: &mut [f32],
         scratch: &mut MatmulScratch,
         forced: Forced,
     ) -> Result<(), CpuError> {
-        let t = w.ggml_type;
+        let (t, rows, cols) = (w.ggml_type(), w.rows(), w.cols());
         let fmt = format::sub_format(t).ok_or(CpuError::UnsupportedType { op: "matmul", ty: t })?;
-        let row_bytes = t
-            .row_size(w.cols as u64)
-            .ok_or_else(|| shape_err(format!("cols {} is not a multiple of {t}'s block", w.cols)))?
-            as usize;
-        let need_w = row_bytes.checked_mul(w.rows);
-        if need_w != Some(w.data.len()) {
+        let src = match w {
+            CpuWeight::Mapped(wr) => {
+                check_weight(wr)?;
+                RowSrc::Native(wr.data)
+            }
+            CpuWeight::Packed(p) => RowSrc::Packed(p),
+        };
+        let row_bytes = t.row_size(cols as u64).expect("checked when the weight was made") as usize;
+        if m.checked_mul(cols) != Some(x.len()) {
             return Err(shape_err(format!(
-                "weight {t} [{}, {}] needs {:?} bytes, got {}",
-                w.rows,
-                w.cols,
-                need_w,
-                w.data.len()
+                "x has {} values, expected m {m} x cols {cols}",
+                x.len()
             )));
         }
-        if m.checked_mul(w.cols) != Some(x.len()) {
+        if m.checked_mul(rows) != Some(y.len()) {
             return Err(shape_err(format!(
-                "x has {} values, expected m {m} x cols {}",
-                x.len(),
-                w.cols
+                "y has {} values, expected m {m} x rows {rows}",
+                y.len()
             )));
         }
-        if m.checked_mul(w.rows) != Some(y.len()) {
-            return Err(shape_err(format!(
-                "y has {} values, expected m {m} x rows {}",
-                y.len(),
-                w.rows
-            )));
-        }
-        if m == 0 || w.rows == 0 {
+        if m == 0 || rows == 0 {
             return Ok(());
         }
-        if w.cols == 0 {
+        if cols == 0 {
             y.fill(0.0);
             return Ok(());
         }
@@ -260,31 +351,34 @@ impl Cpu {
             });
             if let Some(simd) = simd {
                 if fmt.act == ActKind::F32 {
-                    self.matmul_float(simd, w, x, m, y);
-                    return Ok(());
+                    if let CpuWeight::Mapped(wr) = w {
+                        self.matmul_float(simd, wr, x, m, y);
+                        return Ok(());
+                    }
+                    return self.matmul_scalar(src, t, rows, cols, fmt, x, m, y, scratch);
                 }
                 let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
                 let (_, _, acts) = self.quantize_acts(
                     Some(simd),
                     fmt,
                     Some(layout),
-                    w.cols,
+                    cols,
                     x,
                     m,
                     &mut scratch.acts,
                 )?;
                 let work = &scratch.work;
-                if m == 1 {
-                    self.gemv(simd, w, row_bytes, acts, y, work);
-                } else {
-                    self.gemm(simd, w, fmt, row_bytes, acts, m, y, work);
+                match (m, w) {
+                    (1, CpuWeight::Mapped(wr)) => self.gemv(simd, wr, row_bytes, acts, y, work),
+                    (1, CpuWeight::Packed(p)) => self.gemv_packed(simd, p, acts, y),
+                    _ => self.gemm(simd, src, t, rows, cols, fmt, row_bytes, acts, m, y, work),
                 }
                 return Ok(());
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = forced;
-        self.matmul_scalar(w, fmt, x, m, y, scratch)
+        self.matmul_scalar(src, t, rows, cols, fmt, x, m, y, scratch)
     }
 
     /// Quantize every row of `x` with the reference quantizer into `scratch.blocks` (u8
@@ -384,22 +478,26 @@ impl Cpu {
 
     /// The scalar level: the runtime's reference `vec_dot` per output on the reference
     /// activation blocks (float weights: [`scalar::dot_float`] on f32 activations).
+    #[allow(clippy::too_many_arguments)]
     fn matmul_scalar(
         &self,
-        w: &WeightRef,
+        src: RowSrc,
+        t: GgmlType,
+        rows: usize,
+        cols: usize,
         fmt: SubFormat,
         x: &[f32],
         m: usize,
         y: &mut [f32],
         scratch: &mut MatmulScratch,
     ) -> Result<(), CpuError> {
-        let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
-        let row_bytes = w.data.len() / rows;
+        let row_bytes = t.row_size(cols as u64).expect("checked by matmul") as usize;
         if fmt.act == ActKind::F32 {
             return self.for_chunks(y, rows, |_, i, yr| {
                 let xr = &x[i * cols..(i + 1) * cols];
-                for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                    *o = scalar::dot_float(t, wr, xr);
+                let mut buf = Vec::new();
+                for (r, o) in yr.iter_mut().enumerate() {
+                    *o = scalar::dot_float(t, src.row(r, row_bytes, &mut buf), xr);
                 }
                 Ok(())
             });
@@ -408,8 +506,9 @@ impl Cpu {
             self.quantize_acts(None, fmt, None, cols, x, m, &mut scratch.acts)?;
         self.for_chunks(y, rows, |_, i, yr| {
             let br = &blocks[i * blk_bytes..(i + 1) * blk_bytes];
-            for (o, wr) in yr.iter_mut().zip(w.data.chunks_exact(row_bytes)) {
-                *o = weft::quant::vec_dot(t, cols, wr, br)
+            let mut buf = Vec::new();
+            for (r, o) in yr.iter_mut().enumerate() {
+                *o = weft::quant::vec_dot(t, cols, src.row(r, row_bytes, &mut buf), br)
                     .map_err(|e| shape_err(format!("reference vec_dot: {e}")))?;
             }
             Ok(())
@@ -490,13 +589,30 @@ impl Cpu {
         });
     }
 
+    /// GEMV over a packed weight: groups of 8 rows split over the pool.
+    #[cfg(target_arch = "x86_64")]
+    fn gemv_packed(&self, simd: Simd, p: &PackedWeight, acts: Acts, y: &mut [f32]) {
+        let (qs, d, s, corr) = acts.row(0);
+        let a = avx2::ActRow { qs, d, s, corr };
+        let groups = p.rows.div_ceil(packed::X8);
+        let chunk = groups.div_ceil(self.threads() * 8).max(2) * packed::X8;
+        let _ = self.for_chunks(y, chunk, |_, i, yc| {
+            simd.gemv_x8(p, i * chunk, a, yc);
+            Ok(())
+        });
+    }
+
     /// GEMM: jobs of GEMM_JOB_ROWS weight rows, each unpacked and interleaved once into the
     /// running thread's tile buffer, then multiplied with all m activation rows.
     #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
         simd: Simd,
-        w: &WeightRef,
+        src: RowSrc,
+        t: GgmlType,
+        rows: usize,
+        cols: usize,
         fmt: SubFormat,
         row_bytes: usize,
         acts: Acts,
@@ -504,7 +620,6 @@ impl Cpu {
         y: &mut [f32],
         work: &[Mutex<Work>],
     ) {
-        let (rows, cols) = (w.rows, w.cols);
         let (n, n_pad) = format::n_sub(cols, fmt.bs);
         let tile_q = n_pad * fmt.bs * 4; // u8 per 4-row tile
         let tile_meta = n_pad * 4; // f32 per 4-row tile
@@ -521,14 +636,15 @@ impl Cpu {
             let d = grow(&mut wk.d, GEMM_JOB_ROWS * n);
             let mm = grow(&mut wk.m, GEMM_JOB_ROWS * n);
             for c in 0..nc {
-                let row = &w.data[(c0 + c) * row_bytes..(c0 + c + 1) * row_bytes];
-                format::unpack_row(
-                    w.ggml_type,
-                    row,
-                    &mut q[c * cols..][..cols],
-                    &mut d[c * n..][..n],
-                    &mut mm[c * n..][..n],
-                );
+                let (qr, dr, mr) =
+                    (&mut q[c * cols..][..cols], &mut d[c * n..][..n], &mut mm[c * n..][..n]);
+                match src {
+                    RowSrc::Native(data) => {
+                        let row = &data[(c0 + c) * row_bytes..][..row_bytes];
+                        format::unpack_row(t, row, qr, dr, mr)
+                    }
+                    RowSrc::Packed(p) => p.unpack_row(c0 + c, qr, dr, mr),
+                }
             }
             let tq = wk.tq.bytes(n_tiles * tile_q);
             let td = grow(&mut wk.td, n_tiles * tile_meta);
@@ -570,6 +686,25 @@ impl Cpu {
             }
         });
     }
+}
+
+/// A mapped weight's bytes against its shape and type.
+fn check_weight(w: &WeightRef) -> Result<(), CpuError> {
+    let t = w.ggml_type;
+    let row_bytes = t
+        .row_size(w.cols as u64)
+        .ok_or_else(|| shape_err(format!("cols {} is not a multiple of {t}'s block", w.cols)))?
+        as usize;
+    let need = row_bytes.checked_mul(w.rows);
+    if need != Some(w.data.len()) {
+        return Err(shape_err(format!(
+            "weight {t} [{}, {}] needs {need:?} bytes, got {}",
+            w.rows,
+            w.cols,
+            w.data.len()
+        )));
+    }
+    Ok(())
 }
 
 /// One activation row's slices while quantizing: ((x, blocks), (codes, d)), (s, corr).
@@ -645,6 +780,17 @@ impl Simd {
                 Simd::Avx2 { vnni: false } => avx2::gemv_avx2(t, cols, w, rb, a, y, wk),
                 Simd::Avx2 { vnni: true } => avx2::gemv_avxvnni(t, cols, w, rb, a, y, wk),
                 Simd::Avx512 => avx512::gemv_avx512(t, cols, w, rb, a, y, wk),
+            }
+        }
+    }
+
+    fn gemv_x8(self, p: &PackedWeight, r0: usize, a: avx2::ActRow, y: &mut [f32]) {
+        // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
+        unsafe {
+            match self {
+                Simd::Avx2 { vnni: false } => avx2_x8::gemv_x8_avx2(p, r0, a, y),
+                Simd::Avx2 { vnni: true } => avx2_x8::gemv_x8_avxvnni(p, r0, a, y),
+                Simd::Avx512 => avx2_x8::gemv_x8_avx512(p, r0, a, y),
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Embedding lookup (`token_embd` rows gathered by token id).
 
 use super::simd::Kernels;
-use crate::matmul::WeightRef;
+use crate::matmul::{CpuWeight, WeightRef};
 use crate::{Cpu, CpuError};
 use half::f16;
 use weft::quant::{can_dequantize, dequantize_row};
@@ -65,6 +65,47 @@ impl Cpu {
                 },
                 _ => dequantize_row(t, src, dst).map_err(|e| shape(format!("row {id}: {e}")))?,
             }
+        }
+        Ok(())
+    }
+
+    /// [`Self::get_rows`] on a weight as the backend holds it: a packed weight's rows are
+    /// rebuilt in ggml's layout (into a stack buffer, so the lookup allocates nothing for
+    /// rows up to 16 KiB) and dequantized by the reference.
+    pub fn get_rows_weight(
+        &self,
+        w: &CpuWeight,
+        ids: &[u32],
+        out: &mut [f32],
+    ) -> Result<(), CpuError> {
+        let p = match w {
+            CpuWeight::Mapped(w) => return self.get_rows(w, ids, out),
+            CpuWeight::Packed(p) => p,
+        };
+        let shape = |detail: String| CpuError::Shape { op: "get_rows", detail };
+        let (t, rows, cols) = (w.ggml_type(), w.rows(), w.cols());
+        if ids.len().checked_mul(cols) != Some(out.len()) {
+            return Err(shape(format!(
+                "out has {} values for {} ids of {cols} cols",
+                out.len(),
+                ids.len()
+            )));
+        }
+        if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= rows) {
+            return Err(shape(format!("ids[{i}] = {id} is out of range (rows {rows})")));
+        }
+        let row_bytes = p.row_bytes();
+        let mut stack = [0u8; 16 << 10];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if row_bytes <= stack.len() {
+            &mut stack[..row_bytes]
+        } else {
+            heap.resize(row_bytes, 0);
+            &mut heap
+        };
+        for (&id, dst) in ids.iter().zip(out.chunks_exact_mut(cols)) {
+            p.native_row(id as usize, buf);
+            dequantize_row(t, buf, dst).map_err(|e| shape(format!("row {id}: {e}")))?;
         }
         Ok(())
     }

@@ -1,0 +1,172 @@
+//! GEMV over x8-packed weights (`packed.rs`): 8 rows per 256-bit register, one lane each.
+//!
+//! Per block column: the 8 rows' codes are multiplied by the same activation block, 4
+//! codes at a time (a broadcast 4-byte activation chunk against 4 codes of every row), so
+//! the integer sums of the 8 rows come out in the 8 i32 lanes; then one int-to-float
+//! conversion and one FMA with the 8 scales (one 8 x f16 load) serve all 8 rows. Shared by
+//! the AVX2, AVX-VNNI and AVX-512 levels through [`Dot`].
+//!
+//! Unsafe: every raw read is inside a block column whose bounds the entry point asserts;
+//! the intrinsics need the features the entry points enable.
+
+use super::avx2::{pf, ActRow, Dot};
+use super::packed::{PackedWeight, X8};
+use std::arch::x86_64::*;
+use weft::GgmlType;
+
+/// 4 activation codes at `p` in every i32 lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes at `p`.
+    unsafe { _mm256_set1_epi32(p.cast::<i32>().read_unaligned()) }
+}
+
+/// Group k's fifth bits (0x10 or 0 per code byte) from the packed `qh` (bit 8e + k).
+#[inline(always)]
+unsafe fn bit4<const K: i32>(qh: __m256i) -> __m256i {
+    // SAFETY: AVX2 is enabled in every caller.
+    unsafe {
+        let moved = if K < 4 {
+            _mm256_sll_epi32(qh, _mm_cvtsi32_si128(4 - K))
+        } else {
+            _mm256_srl_epi32(qh, _mm_cvtsi32_si128(K - 4))
+        };
+        _mm256_and_si256(moved, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// Integer sums of one 4-bit block column: 8 rows x 32 codes against one activation block.
+/// `init` carries the offset correction (Q4_0/Q5_0) or zero.
+#[inline(always)]
+unsafe fn isum_4bit<D: Dot, const Q5: bool>(
+    col: *const u8,
+    qs_off: usize,
+    qh_off: usize,
+    x: *const i8,
+    init: __m256i,
+) -> __m256i {
+    // SAFETY: the caller guarantees a whole block column at `col` and 32 codes at `x`.
+    unsafe {
+        let lo4 = _mm256_set1_epi8(0x0F);
+        let qh = if Q5 { _mm256_loadu_si256(col.add(qh_off).cast()) } else { lo4 };
+        let (mut a0, mut a1) = (init, _mm256_setzero_si256());
+        macro_rules! chunk {
+            ($v:literal) => {{
+                let raw = _mm256_loadu_si256(col.add(qs_off + 32 * $v).cast());
+                let mut lo = _mm256_and_si256(raw, lo4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+                if Q5 {
+                    lo = _mm256_or_si256(lo, bit4::<$v>(qh));
+                    hi = _mm256_or_si256(hi, bit4::<{ $v + 4 }>(qh));
+                }
+                a0 = D::dot(a0, lo, bcast4(x.add(4 * $v)));
+                a1 = D::dot(a1, hi, bcast4(x.add(16 + 4 * $v)));
+            }};
+        }
+        chunk!(0);
+        chunk!(1);
+        chunk!(2);
+        chunk!(3);
+        _mm256_add_epi32(a0, a1)
+    }
+}
+
+/// Integer sums of one Q8_0 block column (codes stored plus 128). With `vpdpbusd` the
+/// unsigned codes go in directly and `init` holds -128 * sum(a); `vpmaddubsw` would
+/// saturate on them, so that path turns them back to signed and takes |w| x sign(a, w).
+#[inline(always)]
+unsafe fn isum_q8<D: Dot>(col: *const u8, qs_off: usize, x: *const i8, init: __m256i) -> __m256i {
+    // SAFETY: the caller guarantees a whole block column at `col` and 32 codes at `x`.
+    unsafe {
+        let (mut a0, mut a1) =
+            (if D::FULL_U8 { init } else { _mm256_setzero_si256() }, _mm256_setzero_si256());
+        let flip = _mm256_set1_epi8(-128);
+        for g in 0..8 {
+            let w = _mm256_loadu_si256(col.add(qs_off + 32 * g).cast());
+            let a = bcast4(x.add(4 * g));
+            let acc = if g % 2 == 0 { &mut a0 } else { &mut a1 };
+            *acc = if D::FULL_U8 {
+                D::dot(*acc, w, a)
+            } else {
+                let s = _mm256_xor_si256(w, flip);
+                D::dot(*acc, _mm256_sign_epi8(s, s), _mm256_sign_epi8(a, s))
+            };
+        }
+        _mm256_add_epi32(a0, a1)
+    }
+}
+
+/// The 8 outputs of one group of rows: `group` is its `nb` block columns.
+#[inline(always)]
+unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActRow) -> __m256 {
+    let l = p.layout;
+    let nb = p.cols / 32;
+    let colb = l.column();
+    assert!(group.len() >= nb * colb && a.qs.len() >= nb * 32);
+    assert!(a.d.len() >= nb && a.s.len() >= nb && a.corr.len() >= nb);
+    let lines = colb.div_ceil(64);
+    // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[32j..32j+32] and index j
+    // of the activation metadata: all asserted above.
+    unsafe {
+        let (mut acc, mut macc) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for j in 0..nb {
+            let col = group.as_ptr().add(j * colb);
+            pf(col, lines);
+            let x = a.qs.as_ptr().add(32 * j);
+            let corr = _mm256_set1_epi32(*a.corr.get_unchecked(j));
+            let zero = _mm256_setzero_si256();
+            let isum = match t {
+                GgmlType::Q4_0 => isum_4bit::<D, false>(col, l.qs, 0, x, corr),
+                GgmlType::Q5_0 => isum_4bit::<D, true>(col, l.qs, l.qh.unwrap_or(0), x, corr),
+                GgmlType::Q4_1 => isum_4bit::<D, false>(col, l.qs, 0, x, zero),
+                GgmlType::Q5_1 => isum_4bit::<D, true>(col, l.qs, l.qh.unwrap_or(0), x, zero),
+                _ => isum_q8::<D>(col, l.qs, x, corr),
+            };
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(col.cast()));
+            let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a.d.get_unchecked(j)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
+            if let Some(mo) = l.m {
+                let m = _mm256_cvtph_ps(_mm_loadu_si128(col.add(mo).cast()));
+                macc = _mm256_fmadd_ps(m, _mm256_set1_ps(*a.s.get_unchecked(j)), macc);
+            }
+        }
+        _mm256_add_ps(acc, macc)
+    }
+}
+
+/// Outputs of rows `r0 .. r0 + y.len()` (`r0` a multiple of 8).
+#[inline(always)]
+pub(super) unsafe fn gemv_x8<D: Dot>(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
+    assert!(r0.is_multiple_of(X8) && r0 + y.len() <= p.rows);
+    let group_bytes = p.cols / 32 * p.layout.column();
+    let data = p.bytes();
+    for (i, out) in y.chunks_mut(X8).enumerate() {
+        let g = r0 / X8 + i;
+        let group = &data[g * group_bytes..(g + 1) * group_bytes];
+        let mut res = [0.0f32; X8];
+        // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction; res holds 8.
+        unsafe { _mm256_storeu_ps(res.as_mut_ptr(), group_dot::<D>(p.ggml_type, p, group, a)) };
+        out.copy_from_slice(&res[..out.len()]);
+    }
+}
+
+// Entry points: safe to call only where the features exist (the caller checks the `Cpu`'s
+// level, verified supported when the `Cpu` was built).
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn gemv_x8_avx2(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
+    // SAFETY: this function's features are the ones the kernels need.
+    unsafe { gemv_x8::<super::avx2::Maddubs>(p, r0, a, y) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) fn gemv_x8_avxvnni(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
+    // SAFETY: this function's features are the ones the kernels need.
+    unsafe { gemv_x8::<super::avx2::AvxVnni>(p, r0, a, y) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
+pub(super) fn gemv_x8_avx512(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
+    // SAFETY: this function's features are the ones the kernels need.
+    unsafe { gemv_x8::<super::avx512::Avx512Vnni>(p, r0, a, y) }
+}

@@ -1,0 +1,310 @@
+//! Weights repacked for decode: 8 rows interleaved block by block ("x8"), the layout the
+//! GEMV kernels of `avx2_x8.rs` read.
+//!
+//! Why: a GEMV over ggml's row-major blocks spends most of its time per block outside the
+//! integer dot (scale loads, an int-to-float conversion and an FMA per 32 weights of one
+//! row, plus a horizontal sum per row), which caps it below the memory bandwidth. With 8 rows
+//! side by side, one 256-bit `vpdpbusd` multiplies 4 codes of each of the 8 rows by the same
+//! 4 activation codes, so the 8 row sums land in the 8 lanes of one register: the scales of
+//! a block are one 8 x f16 load, and the float work is shared by 8 rows.
+//!
+//! Sizes are unchanged (a block column of 8 rows takes 8 native blocks' bytes), so a packed
+//! copy plus the file's pages, which the loader lets go of, stays within the model's size.
+//!
+//! Layout: groups of 8 rows (the last padded with zero rows), each `nb` block columns of
+//! `8 * block_bytes`, one after the other. A block column holds, for rows r = 0..8:
+//! - `d`: f16 [8] at 0 (row r's block scale);
+//! - `m`: f16 [8] at 16, Q4_1/Q5_1 only (the block min);
+//! - `qh`: u32 [8] after those, Q5_0/Q5_1 only: row r's fifth bits, bit `8e + k` = the bit
+//!   of element `4k + e` (k < 8, e < 4), so group k's bits come out with one shift and mask;
+//! - `qs`: 4-bit types: u8 [4][8][4]: chunk v, row r = native `qs[4v..4v + 4]` (low nibbles
+//!   elements `4v..4v+4`, high nibbles elements `16+4v..`); Q8_0: u8 [8][8][4]: group k,
+//!   row r = native codes `4k..4k + 4` plus 128 (unsigned, for `vpdpbusd`).
+
+use super::AlignedBuf;
+use weft::GgmlType;
+
+/// Rows per interleaved group.
+pub(crate) const X8: usize = 8;
+
+/// Byte offsets inside one block column of a packed type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct X8Layout {
+    /// Bytes of one native block (and of one row's share of a block column).
+    pub block: usize,
+    /// Offset of `m` (f16 [8]), if the type has mins.
+    pub m: Option<usize>,
+    /// Offset of `qh` (u32 [8]), if the type has fifth bits.
+    pub qh: Option<usize>,
+    /// Offset of the codes.
+    pub qs: usize,
+}
+
+impl X8Layout {
+    /// The layout of a type that packs, or `None`.
+    pub(crate) fn of(t: GgmlType) -> Option<Self> {
+        use GgmlType as G;
+        let l = |block, m, qh, qs| Some(X8Layout { block, m, qh, qs });
+        match t {
+            G::Q4_0 => l(18, None, None, 16),
+            G::Q4_1 => l(20, Some(16), None, 32),
+            G::Q5_0 => l(22, None, Some(16), 48),
+            G::Q5_1 => l(24, Some(16), Some(32), 64),
+            G::Q8_0 => l(34, None, None, 16),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one block column (8 rows).
+    pub(crate) fn column(&self) -> usize {
+        self.block * X8
+    }
+
+    /// Offset of the codes inside a native block (after d, m and qh).
+    fn native_qs(&self) -> usize {
+        2 + 2 * usize::from(self.m.is_some()) + 4 * usize::from(self.qh.is_some())
+    }
+}
+
+/// A weight matrix in the x8 layout (owned: built once when the model loads).
+pub struct PackedWeight {
+    pub(crate) ggml_type: GgmlType,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) layout: X8Layout,
+    /// u8 [ceil(rows / 8), cols / 32, 8 * block bytes]: see the module docs.
+    pub(super) data: AlignedBuf,
+}
+
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeight")
+            .field("ggml_type", &self.ggml_type)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish()
+    }
+}
+
+/// The fifth bits of a native Q5 block (`qh`, bit i = element i) in the packed order: byte
+/// e gathers bits e, e + 4, ..., e + 28 (every fourth bit, compressed in three steps).
+fn qh_to_x8(qh: u32) -> u32 {
+    let mut out = 0;
+    for e in 0..4 {
+        let x = (qh >> e) & 0x1111_1111;
+        let x = (x | (x >> 3)) & 0x0303_0303;
+        let x = (x | (x >> 6)) & 0x000F_000F;
+        let x = (x | (x >> 12)) & 0xFF;
+        out |= x << (8 * e);
+    }
+    out
+}
+
+fn qh_from_x8(p: u32) -> u32 {
+    let mut out = 0;
+    for k in 0..8 {
+        for e in 0..4 {
+            out |= ((p >> (8 * e + k)) & 1) << (4 * k + e);
+        }
+    }
+    out
+}
+
+impl PackedWeight {
+    /// Repack `rows` native rows of `cols` values (`data`: `rows * row_size` bytes, checked by
+    /// the caller). `None` when the type has no x8 layout.
+    pub(crate) fn pack(t: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Self> {
+        let layout = X8Layout::of(t)?;
+        let nb = cols / 32;
+        let row_bytes = nb * layout.block;
+        debug_assert_eq!(data.len(), rows * row_bytes);
+        let n_groups = rows.div_ceil(X8);
+        let mut buf = AlignedBuf::default();
+        // Freshly grown, so already zero: padding rows stay zero (scale 0, codes 0).
+        let out = buf.bytes(n_groups * nb * layout.column());
+        let nq = layout.native_qs();
+        // Q8_0 codes are stored plus 128 (the xor flips the sign bit of each byte).
+        let flip = if t == GgmlType::Q8_0 { 0x8080_8080u32 } else { 0 };
+        let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        for (r, row) in data.chunks_exact(row_bytes).enumerate() {
+            let (g, lane) = (r / X8, r % X8);
+            let group = &mut out[g * nb * layout.column()..(g + 1) * nb * layout.column()];
+            for (blk, col) in
+                row.chunks_exact(layout.block).zip(group.chunks_exact_mut(layout.column()))
+            {
+                col[2 * lane..2 * lane + 2].copy_from_slice(&blk[..2]);
+                if let Some(mo) = layout.m {
+                    col[mo + 2 * lane..mo + 2 * lane + 2].copy_from_slice(&blk[2..4]);
+                }
+                if let Some(ho) = layout.qh {
+                    let qh = qh_to_x8(u32_at(blk, nq - 4));
+                    col[ho + 4 * lane..ho + 4 * lane + 4].copy_from_slice(&qh.to_le_bytes());
+                }
+                for c in 0..(layout.block - nq) / 4 {
+                    let v = u32_at(blk, nq + 4 * c) ^ flip;
+                    let o = layout.qs + c * 32 + 4 * lane;
+                    col[o..o + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        Some(PackedWeight { ggml_type: t, rows, cols, layout, data: buf })
+    }
+
+    /// The packed bytes (`ceil(rows / 8)` groups).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let n = self.rows.div_ceil(X8) * (self.cols / 32) * self.layout.column();
+        &bytemuck::cast_slice(&self.data.0)[..n]
+    }
+
+    /// Bytes of one native row.
+    pub(crate) fn row_bytes(&self) -> usize {
+        self.cols / 32 * self.layout.block
+    }
+
+    /// Row `r` rebuilt in ggml's native layout into `out` (`row_bytes()` bytes): what the
+    /// GEMM's unpacker and the embedding lookup read.
+    pub(crate) fn native_row(&self, r: usize, out: &mut [u8]) {
+        let l = self.layout;
+        let nb = self.cols / 32;
+        let (g, lane) = (r / X8, r % X8);
+        let nq = l.native_qs();
+        let data = self.bytes();
+        for (j, blk) in out[..nb * l.block].chunks_exact_mut(l.block).enumerate() {
+            let col = &data[(g * nb + j) * l.column()..][..l.column()];
+            blk[..2].copy_from_slice(&col[2 * lane..2 * lane + 2]);
+            if let Some(mo) = l.m {
+                blk[2..4].copy_from_slice(&col[mo + 2 * lane..mo + 2 * lane + 2]);
+            }
+            if let Some(ho) = l.qh {
+                let p = &col[ho + 4 * lane..ho + 4 * lane + 4];
+                let qh = qh_from_x8(u32::from_le_bytes([p[0], p[1], p[2], p[3]]));
+                blk[nq - 4..nq].copy_from_slice(&qh.to_le_bytes());
+            }
+            let n_chunks = (l.block - nq) / 4;
+            for c in 0..n_chunks {
+                let o = l.qs + c * 32 + 4 * lane;
+                for (dst, &src) in blk[nq + 4 * c..nq + 4 * c + 4].iter_mut().zip(&col[o..o + 4]) {
+                    *dst = if self.ggml_type == GgmlType::Q8_0 { src ^ 0x80 } else { src };
+                }
+            }
+        }
+    }
+}
+
+impl PackedWeight {
+    /// Row `r` unpacked the way `format::unpack_row` unpacks a native row (u8 codes [cols]
+    /// with the format's offset, f32 scales and mins [cols / 32]), straight from the packing:
+    /// the GEMM's unpacker for packed weights.
+    pub(crate) fn unpack_row(&self, r: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
+        let l = self.layout;
+        let nb = self.cols / 32;
+        let (g, lane) = (r / X8, r % X8);
+        let data = self.bytes();
+        let f16_at = |b: &[u8], o: usize| half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
+        for j in 0..nb {
+            let col = &data[(g * nb + j) * l.column()..][..l.column()];
+            d[j] = f16_at(col, 2 * lane);
+            if let Some(mo) = l.m {
+                m[j] = f16_at(col, mo + 2 * lane);
+            }
+            let o = &mut q[32 * j..32 * j + 32];
+            if self.ggml_type == GgmlType::Q8_0 {
+                for c in 0..8 {
+                    o[4 * c..4 * c + 4].copy_from_slice(&col[l.qs + 32 * c + 4 * lane..][..4]);
+                }
+                continue;
+            }
+            let qh = l.qh.map_or(0, |ho| {
+                let p = &col[ho + 4 * lane..ho + 4 * lane + 4];
+                u32::from_le_bytes([p[0], p[1], p[2], p[3]])
+            });
+            for c in 0..4 {
+                let p = &col[l.qs + 32 * c + 4 * lane..][..4];
+                let w = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                // Four codes at once: nibbles, and the fifth bits of elements 4k + e, at bit
+                // 8e + k (k = c for the low chunk, 4 + c for the high), moved to bit 4.
+                let lo = (w & 0x0F0F_0F0F) | (((qh >> c) & 0x0101_0101) << 4);
+                let hi = ((w >> 4) & 0x0F0F_0F0F) | (((qh >> (c + 4)) & 0x0101_0101) << 4);
+                o[4 * c..4 * c + 4].copy_from_slice(&lo.to_le_bytes());
+                o[16 + 4 * c..16 + 4 * c + 4].copy_from_slice(&hi.to_le_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qh_permutation_round_trips() {
+        for qh in [0u32, 1, 0x8000_0000, 0xDEAD_BEEF, 0x1234_5678, u32::MAX] {
+            assert_eq!(qh_from_x8(qh_to_x8(qh)), qh);
+        }
+        // Element 4k + e lands on bit 8e + k.
+        assert_eq!(qh_to_x8(1 << (4 * 3 + 2)), 1 << (8 * 2 + 3));
+    }
+
+    #[test]
+    fn native_rows_round_trip() {
+        let mut seed = 0x1234_5678_u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+            for (rows, cols) in [(1, 32), (7, 64), (8, 96), (13, 576)] {
+                let rb = t.row_size(cols as u64).unwrap() as usize;
+                let data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
+                let p = PackedWeight::pack(t, rows, cols, &data).unwrap();
+                assert_eq!(p.row_bytes(), rb);
+                assert_eq!(p.bytes().len(), rows.div_ceil(8) * rb * 8);
+                let mut row = vec![0u8; rb];
+                for r in 0..rows {
+                    p.native_row(r, &mut row);
+                    assert_eq!(row, &data[r * rb..(r + 1) * rb], "{t} {rows}x{cols} row {r}");
+                }
+            }
+        }
+        assert!(PackedWeight::pack(GgmlType::Q4_K, 1, 256, &[0; 144]).is_none());
+    }
+
+    #[test]
+    fn unpack_matches_the_native_unpacker() {
+        let mut seed = 0x9876_5432_u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 24) as u8
+        };
+        for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+            let (rows, cols) = (11, 96);
+            let rb = t.row_size(cols as u64).unwrap() as usize;
+            let mut data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
+            // Finite scales, so that the f32 comparison below means something.
+            for b in data.chunks_exact_mut(t.type_size()) {
+                b[1] &= 0x3B;
+                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    b[3] &= 0x3B;
+                }
+            }
+            let p = PackedWeight::pack(t, rows, cols, &data).unwrap();
+            let n = cols / 32;
+            let (mut q0, mut d0, mut m0) = (vec![0u8; cols], vec![0f32; n], vec![0f32; n]);
+            let (mut q1, mut d1, mut m1) = (vec![1u8; cols], vec![1f32; n], vec![1f32; n]);
+            for r in 0..rows {
+                super::super::format::unpack_row(
+                    t,
+                    &data[r * rb..][..rb],
+                    &mut q0,
+                    &mut d0,
+                    &mut m0,
+                );
+                p.unpack_row(r, &mut q1, &mut d1, &mut m1);
+                assert_eq!((&q0, &d0), (&q1, &d1), "{t} row {r}");
+                if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1) {
+                    assert_eq!(m0, m1, "{t} row {r} mins");
+                }
+            }
+        }
+    }
+}

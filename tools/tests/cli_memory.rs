@@ -1,0 +1,43 @@
+//! Issue #5's memory budget: after loading a default model and generating, the process's
+//! peak resident memory stays within the model file's size + the KV cache + 100 MiB (weights
+//! are mapped or repacked once, never held twice). Read from `weft run`'s memory line
+//! (VmHWM of /proc/self/status), so only where /proc exists.
+
+use std::process::Command;
+
+/// The numbers (MiB) after `key` in `line`: "model file 93.8 MiB" -> 93.8.
+fn mib_after(line: &str, key: &str) -> f64 {
+    let rest =
+        &line[line.find(key).unwrap_or_else(|| panic!("no {key:?} in {line:?}")) + key.len()..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn check(model: &str) {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("no /proc: resident memory is not reported here");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["run", "-m", model, "-p", "Name three rivers.", "-n", "16", "--temp", "0"])
+        .args(["-c", "4096", "-t", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.starts_with("weft: memory:")).expect("memory line");
+    let file = mib_after(line, "model file ");
+    let kv = mib_after(line, "KV cache ");
+    let peak = mib_after(line, "(peak ");
+    assert!(file > 50.0 && kv > 10.0, "{line}");
+    assert!(peak <= file + kv + 100.0, "{model}: peak resident over budget: {line}");
+}
+
+#[test]
+fn smollm2_resident_memory_within_budget() {
+    check("smollm2-135m");
+}
+
+#[test]
+fn qwen_resident_memory_within_budget() {
+    check("qwen2.5-0.5b");
+}
