@@ -62,7 +62,7 @@ fn logits_parity(name: &str, tag: &str) {
     let file = GgufFile::open(&path).expect("open model");
     let cpu = cpu(2);
     let model = Model::load(&cpu, &file).expect("load model");
-    let cfg = EngineConfig { n_ctx: 256, n_ubatch: 512, n_out: 1 };
+    let cfg = EngineConfig { n_ctx: 256, n_ubatch: 512, n_out: 1, ..EngineConfig::default() };
     let mut engine = Engine::new(&model, cfg).expect("engine");
     let mut failures = Vec::new();
     for (k, case) in cases.as_array().expect("cases").iter().enumerate() {
@@ -143,7 +143,8 @@ fn ppl_parity(name: &str, tag: &str) {
     let bos = if tokenizer.add_bos() { tokenizer.bos() } else { None };
     let cpu = cpu(2);
     let model = Model::load(&cpu, &file).expect("load model");
-    let cfg = EngineConfig { n_ctx, n_ubatch: n_ctx.min(512), n_out: 32 };
+    let cfg =
+        EngineConfig { n_ctx, n_ubatch: n_ctx.min(512), n_out: 32, ..EngineConfig::default() };
     let mut engine = Engine::new(&model, cfg).expect("engine");
     let acc = perplexity(&mut engine, &tokens, n_ctx, Some(chunks), bos, |_, _| {}).expect("ppl");
     let got = acc.ppl();
@@ -177,7 +178,7 @@ fn one_and_two_threads_give_identical_logits() {
     let run = |threads: usize| {
         let cpu = cpu(threads);
         let model = Model::load(&cpu, &file).expect("load model");
-        let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 1 };
+        let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 1, ..EngineConfig::default() };
         let mut engine = Engine::new(&model, cfg).expect("engine");
         let prefill = engine.eval(&prompt).expect("eval").to_vec();
         let decode = engine.eval(&[441]).expect("decode").to_vec();

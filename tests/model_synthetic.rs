@@ -175,7 +175,7 @@ fn batch_consistency(arch: &str, qwen: bool, tied: bool) {
     let file = gguf(arch, tensors(qwen, tied));
     let cpu = cpu(2);
     let model = Model::load(&cpu, &file).expect("load");
-    let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 4 };
+    let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 4, ..EngineConfig::default() };
     let mut engine = Engine::new(&model, cfg).expect("engine");
     let mut rows = vec![Vec::new(); PROMPT.len()];
     engine
@@ -196,7 +196,11 @@ fn batch_consistency(arch: &str, qwen: bool, tied: bool) {
         assert!(d < 2e-3, "{arch}: row {i}: batch vs token-by-token differ by {d}");
     }
     // Micro-batches of 3 give the same last logits as one batch.
-    let mut small = Engine::new(&model, EngineConfig { n_ctx: 64, n_ubatch: 3, n_out: 1 }).unwrap();
+    let mut small = Engine::new(
+        &model,
+        EngineConfig { n_ctx: 64, n_ubatch: 3, n_out: 1, ..EngineConfig::default() },
+    )
+    .unwrap();
     let l = small.eval(&PROMPT).expect("eval").to_vec();
     let d = max_rel_diff(&rows[PROMPT.len() - 1], &l);
     assert!(d < 2e-3, "{arch}: micro-batches differ by {d}");
@@ -217,7 +221,7 @@ fn prefix_reuse_matches_fresh_eval() {
     let file = gguf("llama", tensors(false, true));
     let cpu = cpu(1);
     let model = Model::load(&cpu, &file).expect("load");
-    let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 1 };
+    let cfg = EngineConfig { n_ctx: 64, n_ubatch: 512, n_out: 1, ..EngineConfig::default() };
     let mut a = Engine::new(&model, cfg).unwrap();
     let mut b = Engine::new(&model, cfg).unwrap();
     a.eval(&PROMPT[..7]).unwrap();
@@ -239,7 +243,11 @@ fn context_overflow_is_an_error_not_a_panic() {
     let file = gguf("llama", tensors(false, true));
     let cpu = cpu(1);
     let model = Model::load(&cpu, &file).expect("load");
-    let mut e = Engine::new(&model, EngineConfig { n_ctx: 8, n_ubatch: 4, n_out: 1 }).unwrap();
+    let mut e = Engine::new(
+        &model,
+        EngineConfig { n_ctx: 8, n_ubatch: 4, n_out: 1, ..EngineConfig::default() },
+    )
+    .unwrap();
     let full = |r: Result<&[f32], EngineError>| {
         matches!(r, Err(EngineError::KvCache(KvCacheError::ContextFull { .. })))
     };

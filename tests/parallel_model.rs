@@ -59,7 +59,7 @@ fn request(tok: &Tokenizer, sink: bool, docs: &[&str]) -> Request {
 }
 
 fn cfg(n_ctx: usize, n_ubatch: usize) -> EngineConfig {
-    EngineConfig { n_ctx, n_ubatch, n_out: 8 }
+    EngineConfig { n_ctx, n_ubatch, n_out: 8, ..EngineConfig::default() }
 }
 
 /// Largest |a - b| relative to the largest |b|, and whether the argmaxes agree.
@@ -372,11 +372,16 @@ fn piece_kv_equals_causal_sink_plus_piece(name: &str) {
         let all: Vec<u32> = sink.iter().chain(piece).copied().collect();
         let mut causal = Engine::new(&model, cfg(1024, 512)).unwrap();
         causal.eval(&all).unwrap();
-        let mut want = vec![half::f16::ZERO; kv_len(piece.len())];
-        let mut got = want.clone();
+        // f16 [2, n_layer, cells, n_embd_kv] as little-endian bytes (the default KV type)
+        let mut want_b = vec![0u8; kv_len(piece.len()) * 2];
+        let mut got_b = want_b.clone();
         let cells = sink.len()..sink.len() + piece.len();
-        causal.kv_cache().read_cells(&fx.cpu, cells, &mut want).unwrap();
-        par.kv_cache().read_cells(&fx.cpu, layout.piece(p), &mut got).unwrap();
+        causal.kv_cache().read_cells(&fx.cpu, cells, &mut want_b).unwrap();
+        par.kv_cache().read_cells(&fx.cpu, layout.piece(p), &mut got_b).unwrap();
+        let f16s = |b: &[u8]| -> Vec<half::f16> {
+            b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect()
+        };
+        let (want, got) = (f16s(&want_b), f16s(&got_b));
         let scale = want.iter().fold(0f32, |m, v| m.max(v.to_f32().abs()));
         let diff =
             got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a.to_f32() - b.to_f32()).abs()));

@@ -43,7 +43,8 @@ fn forward(c: &mut Criterion) {
         for threads in [1, 2] {
             let cpu = Cpu::new(CpuConfig { level: None, threads }).expect("cpu");
             let model = Model::load(&cpu, &gguf).expect("load");
-            let cfg = EngineConfig { n_ctx: 256, n_ubatch: 64, n_out: 1 };
+            let cfg =
+                EngineConfig { n_ctx: 256, n_ubatch: 64, n_out: 1, ..EngineConfig::default() };
             let mut engine = Engine::new(&model, cfg).expect("engine");
             let prompt: Vec<u32> = (0..64u32).map(|i| (i * 7919) % 1000 + 100).collect();
             g.throughput(Throughput::Elements(1));

@@ -13,7 +13,7 @@
 
 use crate::gguf::TensorView;
 use crate::ops::{AttnExtras, AttnMask, AttnParams, RopeParams};
-use crate::GgmlType;
+use crate::{GgmlType, KvType};
 
 /// A compute backend: buffer types, transfers and the model op set.
 pub trait Backend {
@@ -21,7 +21,8 @@ pub trait Backend {
     type Error: std::error::Error + Send + Sync + 'static;
     /// An f32 activation buffer (flat; shapes are documented where buffers are allocated).
     type Buf;
-    /// An f16 buffer for one layer's K or V cache, `[n_cells, n_head_kv * head_dim]`.
+    /// A buffer for one layer's K or V cache, `[n_cells, n_head_kv * head_dim]`, of the
+    /// [`KvType`] it was allocated with (f16 or f32).
     type KvBuf;
     /// A weight tensor usable by [`Backend::matmul`] and [`Backend::get_rows`]. It may borrow
     /// the model file (the CPU backend reads the memory map in place).
@@ -39,8 +40,8 @@ pub trait Backend {
 
     /// A zeroed f32 buffer of `n` elements.
     fn alloc(&self, n: usize) -> Result<Self::Buf, Self::Error>;
-    /// A zeroed f16 KV buffer of `n` elements.
-    fn alloc_kv(&self, n: usize) -> Result<Self::KvBuf, Self::Error>;
+    /// A zeroed KV buffer of `n` elements of type `ty`.
+    fn alloc_kv(&self, ty: KvType, n: usize) -> Result<Self::KvBuf, Self::Error>;
     /// Scratch memory for batches of up to `max_rows` activation rows of at most `max_cols`.
     fn alloc_scratch(&self, max_rows: usize, max_cols: usize)
         -> Result<Self::Scratch, Self::Error>;
@@ -117,7 +118,8 @@ pub trait Backend {
     ) -> Result<(), Self::Error>;
     /// `gate[..n] = silu(gate[..n]) * up[..n]`.
     fn silu_mul(&self, gate: &mut Self::Buf, up: &Self::Buf, n: usize) -> Result<(), Self::Error>;
-    /// Store `n_rows` rows of `src[n_rows, row_len]` into cache cells `cell0 ..`, as f16.
+    /// Store `n_rows` rows of `src[n_rows, row_len]` into cache cells `cell0 ..`, converted
+    /// to the cache's type (f16: round to nearest even; f32: copied).
     fn kv_store(
         &self,
         cache: &mut Self::KvBuf,
@@ -127,8 +129,8 @@ pub trait Backend {
         n_rows: usize,
     ) -> Result<(), Self::Error>;
     /// Multi-head attention of `q[n_q, n_head, head_dim]` over cache cells `0 .. n_kv` of `k`
-    /// and `v` (`[n_cells, n_head_kv, head_dim]`), restricted by `mask`, into
-    /// `out[n_q, n_head * head_dim]`.
+    /// and `v` (`[n_cells, n_head_kv, head_dim]`, both of one [`KvType`]), restricted by
+    /// `mask`, into `out[n_q, n_head * head_dim]`.
     fn attention(
         &self,
         q: &Self::Buf,
@@ -158,17 +160,22 @@ pub trait Backend {
         out: &mut Self::Buf,
     ) -> Result<(), Self::Error>;
 
-    /// `dst = cache[offset .. offset + dst.len()]` (f16; the document cache's read-back).
+    /// The element type of a KV buffer.
+    fn kv_type(&self, cache: &Self::KvBuf) -> KvType;
+    /// Copies `n = dst.len() / type_size` elements `cache[offset .. offset + n]` (element
+    /// offsets) into `dst` as little-endian bytes of the cache's type (the document cache's
+    /// read-back). `dst.len()` must be a multiple of the type size.
     fn kv_read(
         &self,
         cache: &Self::KvBuf,
         offset: usize,
-        dst: &mut [half::f16],
+        dst: &mut [u8],
     ) -> Result<(), Self::Error>;
-    /// `cache[offset .. offset + src.len()] = src` (f16; a document cache hit).
+    /// `cache[offset .. offset + n] = src`, `src` being `n` little-endian elements of the
+    /// cache's type (a document cache hit).
     fn kv_write(
         &self,
-        src: &[half::f16],
+        src: &[u8],
         cache: &mut Self::KvBuf,
         offset: usize,
     ) -> Result<(), Self::Error>;

@@ -14,17 +14,23 @@
 //! sink any shift changes the distances to the sink. A re-rotated entry would then differ
 //! from recomputation by more than float error.
 //!
-//! **Disk format** (version 1, little-endian): magic `WEFTKV\0\x01`, u32 version, the 32-byte
-//! key, u32 n_layer, u32 n_cells, u32 row_len, then f16 [2, n_layer, n_cells, row_len] (all
-//! K layers, then all V layers), then the SHA-256 of everything before it. Files are written
-//! to a temporary name, fsynced and renamed (atomic). A file with the wrong size, header or
-//! checksum is reported in [`CacheStats::damaged`], deleted and recomputed, never used.
+//! The KV cache's element type ([`KvType`], f16 or f32) is part of the key: an f16 entry is
+//! never offered to an f32 cache or the reverse (it would be neither bit-exact nor the same
+//! size).
+//!
+//! **Disk format** (version 2, little-endian): magic `WEFTKV\0\x01`, u32 version, the 32-byte
+//! key, u32 n_layer, u32 n_cells, u32 row_len, u32 ggml type id of the elements (1 = F16,
+//! 0 = F32), then kv_type [2, n_layer, n_cells, row_len] (all K layers, then all V layers),
+//! then the SHA-256 of everything before it. Files are written to a temporary name, fsynced
+//! and renamed (atomic). A file with the wrong size, version, type, header or checksum
+//! (version 1 files included: they had no type field) is reported in
+//! [`CacheStats::damaged`], deleted and recomputed, never used.
 
 use crate::backend::Backend;
 use crate::gguf::GgufFile;
 use crate::kv_cache::KvCache;
 use crate::layout::Layout;
-use half::f16;
+use crate::{GgmlType, KvType};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
@@ -32,9 +38,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"WEFTKV\0\x01";
-const VERSION: u32 = 1;
-/// magic + version + key + n_layer + n_cells + row_len
-const HEADER_LEN: usize = 8 + 4 + 32 + 12;
+const VERSION: u32 = 2;
+/// magic + version + key + n_layer + n_cells + row_len + type id
+const HEADER_LEN: usize = 8 + 4 + 32 + 16;
 
 /// Errors of the document cache.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +77,9 @@ pub struct CacheStats {
 }
 
 struct Entry {
-    /// f16 [2, n_layer, n_cells, row_len]
-    kv: Vec<f16>,
+    /// kv_type [2, n_layer, n_cells, row_len], little-endian bytes
+    kv: Vec<u8>,
+    kv_type: KvType,
     last_used: u64,
 }
 
@@ -132,26 +139,27 @@ impl DocCache {
     }
 
     fn used(&self) -> usize {
-        self.mem.values().map(|e| e.kv.len() * 2).sum()
+        self.mem.values().map(|e| e.kv.len()).sum()
     }
 
-    /// The key of piece `p` of `layout`: model, sink cells and the piece's cells (token,
-    /// position, BOS flag of each).
-    pub fn key(&self, layout: &Layout, p: usize) -> DocKey {
-        self.hash(layout, Some(p))
+    /// The key of piece `p` of `layout` in a KV cache of `kv_type`: model, KV type, sink
+    /// cells and the piece's cells (token, position, BOS flag of each).
+    pub fn key(&self, layout: &Layout, p: usize, kv_type: KvType) -> DocKey {
+        self.hash(layout, Some(p), kv_type)
     }
 
     /// The key of the sink of `layout` alone (`None` without a sink): the sink's K/V depend
-    /// only on the model and its own cells.
-    pub fn sink_key(&self, layout: &Layout) -> Option<DocKey> {
-        (!layout.sink().is_empty()).then(|| self.hash(layout, None))
+    /// only on the model, the KV type and its own cells.
+    pub fn sink_key(&self, layout: &Layout, kv_type: KvType) -> Option<DocKey> {
+        (!layout.sink().is_empty()).then(|| self.hash(layout, None, kv_type))
     }
 
-    fn hash(&self, layout: &Layout, piece: Option<usize>) -> DocKey {
+    fn hash(&self, layout: &Layout, piece: Option<usize>, kv_type: KvType) -> DocKey {
         let mut h = Sha256::new();
-        h.update(b"weft document kv v1\0");
+        h.update(b"weft document kv v2\0");
         h.update((self.model_id.len() as u64).to_le_bytes());
         h.update(self.model_id.as_bytes());
+        h.update(kv_type.ggml_type().id().to_le_bytes());
         let parts = [(b's', Some(layout.sink())), (b'p', piece.map(|p| layout.piece(p)))];
         for (tag, cells) in parts.into_iter().filter_map(|(t, c)| c.map(|c| (t, c))) {
             h.update([tag]);
@@ -175,22 +183,31 @@ impl DocCache {
         cells: Range<usize>,
     ) -> Result<bool, DocCacheError> {
         self.clock += 1;
-        let want = 2 * kv.n_layer() * cells.len() * kv.row_len();
-        if let Some(e) = self.mem.get_mut(key).filter(|e| e.kv.len() == want) {
+        let ty = kv.kv_type();
+        let want = kv.cells_bytes(cells.len());
+        if let Some(e) = self.mem.get_mut(key).filter(|e| e.kv.len() == want && e.kv_type == ty) {
             e.last_used = self.clock;
             kv.write_cells(backend, cells, &e.kv).map_err(backend_err)?;
             self.stats.hits_memory += 1;
             return Ok(true);
         }
         let from_disk = match &self.dir {
-            Some(dir) => self.read_file(dir.clone(), key, kv.n_layer(), cells.len(), kv.row_len()),
+            Some(dir) => {
+                let shape = Shape {
+                    n_layer: kv.n_layer(),
+                    n_cells: cells.len(),
+                    row_len: kv.row_len(),
+                    ty,
+                };
+                self.read_file(dir.clone(), key, shape)
+            }
             None => None,
         };
         match from_disk {
             Some(data) => {
                 kv.write_cells(backend, cells, &data).map_err(backend_err)?;
                 self.stats.hits_disk += 1;
-                self.insert(*key, data);
+                self.insert(*key, data, ty);
                 Ok(true)
             }
             None => {
@@ -208,25 +225,28 @@ impl DocCache {
         kv: &KvCache<B>,
         cells: Range<usize>,
     ) -> Result<(), DocCacheError> {
-        let (n_layer, n_cells, row_len) = (kv.n_layer(), cells.len(), kv.row_len());
-        let mut data = vec![f16::ZERO; 2 * n_layer * n_cells * row_len];
+        let ty = kv.kv_type();
+        let shape =
+            Shape { n_layer: kv.n_layer(), n_cells: cells.len(), row_len: kv.row_len(), ty };
+        // kv_type [2, n_layer, n_cells, row_len], little-endian bytes
+        let mut data = vec![0u8; kv.cells_bytes(cells.len())];
         kv.read_cells(backend, cells, &mut data).map_err(backend_err)?;
         if let Some(dir) = &self.dir {
-            write_file(dir, &key, n_layer, n_cells, row_len, &data)?;
+            write_file(dir, &key, shape, &data)?;
         }
         self.stats.stores += 1;
-        self.insert(key, data);
+        self.insert(key, data, ty);
         Ok(())
     }
 
     /// Inserts an entry, evicting least recently used ones beyond the budget. An entry
     /// larger than the whole budget is not kept in memory.
-    fn insert(&mut self, key: DocKey, kv: Vec<f16>) {
+    fn insert(&mut self, key: DocKey, kv: Vec<u8>, kv_type: KvType) {
         self.clock += 1;
-        if kv.len() * 2 > self.budget {
+        if kv.len() > self.budget {
             return;
         }
-        self.mem.insert(key, Entry { kv, last_used: self.clock });
+        self.mem.insert(key, Entry { kv, kv_type, last_used: self.clock });
         while self.used() > self.budget {
             let Some(old) = self.mem.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k)
             else {
@@ -244,22 +264,14 @@ impl DocCache {
     /// Reads and verifies the file of `key`; a damaged file is counted, deleted and
     /// ignored. The expected size is known before anything is read, so a damaged header
     /// cannot make us allocate more than the entry needs.
-    fn read_file(
-        &mut self,
-        dir: PathBuf,
-        key: &DocKey,
-        n_layer: usize,
-        n_cells: usize,
-        row_len: usize,
-    ) -> Option<Vec<f16>> {
+    fn read_file(&mut self, dir: PathBuf, key: &DocKey, shape: Shape) -> Option<Vec<u8>> {
         let path = Self::path(&dir, key);
-        let n = 2 * n_layer * n_cells * row_len;
-        let expect = HEADER_LEN + n * 2 + 32;
+        let expect = HEADER_LEN + shape.payload_bytes() + 32;
         let size = std::fs::metadata(&path).ok()?.len();
         let ok = (size == expect as u64)
             .then(|| std::fs::read(&path).ok())
             .flatten()
-            .and_then(|b| parse(&b, key, n_layer, n_cells, row_len));
+            .and_then(|b| parse(&b, key, shape));
         match ok {
             Some(data) => Some(data),
             None => {
@@ -271,14 +283,28 @@ impl DocCache {
     }
 }
 
-/// Checks a file's bytes and returns its K/V.
-fn parse(
-    b: &[u8],
-    key: &DocKey,
+/// The shape and element type of one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
     n_layer: usize,
     n_cells: usize,
     row_len: usize,
-) -> Option<Vec<f16>> {
+    ty: KvType,
+}
+
+impl Shape {
+    /// Bytes of kv_type [2, n_layer, n_cells, row_len].
+    fn payload_bytes(&self) -> usize {
+        2 * self.n_layer * self.n_cells * self.row_len * self.ty.type_size()
+    }
+}
+
+/// Checks a file's bytes and returns its K/V (kv_type [2, n_layer, n_cells, row_len],
+/// little-endian bytes).
+fn parse(b: &[u8], key: &DocKey, shape: Shape) -> Option<Vec<u8>> {
+    if b.len() < HEADER_LEN + 32 {
+        return None;
+    }
     let body = b.len().checked_sub(32)?;
     let sum: [u8; 32] = Sha256::digest(&b[..body]).into();
     if sum[..] != b[body..] || &b[..8] != MAGIC {
@@ -288,35 +314,31 @@ fn parse(
     if u32_at(8) != VERSION as usize || b[12..44] != key.0 {
         return None;
     }
-    if (u32_at(44), u32_at(48), u32_at(52)) != (n_layer, n_cells, row_len) {
+    if (u32_at(44), u32_at(48), u32_at(52)) != (shape.n_layer, shape.n_cells, shape.row_len) {
+        return None;
+    }
+    let ty = GgmlType::from_id(u32_at(56) as u32).and_then(KvType::from_ggml_type);
+    if ty != Some(shape.ty) {
         return None;
     }
     let payload = &b[HEADER_LEN..body];
-    Some(payload.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+    (payload.len() == shape.payload_bytes()).then(|| payload.to_vec())
 }
 
 /// Writes an entry atomically: temporary file, fsync, rename.
-fn write_file(
-    dir: &Path,
-    key: &DocKey,
-    n_layer: usize,
-    n_cells: usize,
-    row_len: usize,
-    data: &[f16],
-) -> Result<(), DocCacheError> {
+fn write_file(dir: &Path, key: &DocKey, shape: Shape, data: &[u8]) -> Result<(), DocCacheError> {
     let path = DocCache::path(dir, key);
     let tmp = dir.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
     let io = |source| DocCacheError::Io { path: tmp.clone(), source };
-    let mut buf = Vec::with_capacity(HEADER_LEN + data.len() * 2 + 32);
+    let mut buf = Vec::with_capacity(HEADER_LEN + data.len() + 32);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&VERSION.to_le_bytes());
     buf.extend_from_slice(&key.0);
-    for v in [n_layer, n_cells, row_len] {
+    for v in [shape.n_layer, shape.n_cells, shape.row_len] {
         buf.extend_from_slice(&(v as u32).to_le_bytes());
     }
-    for x in data {
-        buf.extend_from_slice(&x.to_le_bytes());
-    }
+    buf.extend_from_slice(&shape.ty.ggml_type().id().to_le_bytes());
+    buf.extend_from_slice(data);
     let sum: [u8; 32] = Sha256::digest(&buf).into();
     buf.extend_from_slice(&sum);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -329,4 +351,51 @@ fn write_file(
 
 fn backend_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> DocCacheError {
     DocCacheError::Backend(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_bytes(key: &DocKey, shape: Shape, version: u32, type_field: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&version.to_le_bytes());
+        b.extend_from_slice(&key.0);
+        for v in [shape.n_layer, shape.n_cells, shape.row_len] {
+            b.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        if type_field {
+            b.extend_from_slice(&shape.ty.ggml_type().id().to_le_bytes());
+        }
+        b.extend((0..shape.payload_bytes()).map(|i| i as u8));
+        let sum: [u8; 32] = Sha256::digest(&b).into();
+        b.extend_from_slice(&sum);
+        b
+    }
+
+    #[test]
+    fn parse_checks_version_type_and_shape() {
+        let key = DocKey([7; 32]);
+        let s32 = Shape { n_layer: 2, n_cells: 3, row_len: 4, ty: KvType::F32 };
+        let s16 = Shape { ty: KvType::F16, ..s32 };
+        for s in [s32, s16] {
+            let good = file_bytes(&key, s, VERSION, true);
+            assert_eq!(good.len(), HEADER_LEN + s.payload_bytes() + 32);
+            assert_eq!(parse(&good, &key, s).map(|p| p.len()), Some(s.payload_bytes()));
+            // Another key, another shape, another type: rejected.
+            assert!(parse(&good, &DocKey([8; 32]), s).is_none());
+            assert!(parse(&good, &key, Shape { n_cells: 2, ..s }).is_none());
+            let other = if s.ty == KvType::F32 { s16 } else { s32 };
+            assert!(parse(&good, &key, other).is_none(), "{:?} file read as {:?}", s.ty, other.ty);
+            // A version 1 file (no type field) with a valid checksum: rejected.
+            let v1 = file_bytes(&key, s, 1, false);
+            assert!(parse(&v1, &key, s).is_none());
+            // A flipped payload bit or a truncated file: rejected.
+            let mut bad = good.clone();
+            bad[HEADER_LEN] ^= 1;
+            assert!(parse(&bad, &key, s).is_none());
+            assert!(parse(&good[..40], &key, s).is_none());
+        }
+    }
 }

@@ -7,6 +7,7 @@ use crate::model::{ForwardBatch, ForwardState, Model, ModelError};
 use crate::ops::AttnMask;
 use crate::sampling::{Sampler, StopStrings};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::KvType;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,13 @@ pub struct EngineConfig {
     pub n_ubatch: usize,
     /// Logit rows computed per output matmul when many rows are wanted (perplexity).
     pub n_out: usize,
+    /// Element type of the K and V cache (llama.cpp's `type_k` / `type_v`; f16 by default).
+    pub kv_type: KvType,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { n_ctx: 4096, n_ubatch: 512, n_out: 32 }
+        EngineConfig { n_ctx: 4096, n_ubatch: 512, n_out: 32, kv_type: KvType::F16 }
     }
 }
 
@@ -142,7 +145,7 @@ impl<'m, 'a, B: Backend> Engine<'m, 'a, B> {
     pub fn new(model: &'m Model<'a, B>, cfg: EngineConfig) -> Result<Self, EngineError> {
         let n_ubatch = cfg.n_ubatch.clamp(1, cfg.n_ctx.max(1));
         let n_out = cfg.n_out.clamp(1, n_ubatch);
-        let kv = KvCache::new(model.backend(), &model.hparams, cfg.n_ctx)?;
+        let kv = KvCache::new(model.backend(), &model.hparams, cfg.n_ctx, cfg.kv_type)?;
         let st = ForwardState::new(model, n_ubatch, n_out)?;
         let n_vocab = model.n_vocab();
         Ok(Engine {

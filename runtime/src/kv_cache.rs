@@ -1,13 +1,14 @@
-//! The KV cache: per layer, one f16 K and one f16 V buffer of `n_ctx` cells, preallocated, plus
+//! The KV cache: per layer, one K and one V buffer of `n_ctx` cells, preallocated, plus
 //! host-side metadata for every cell in use (its RoPE position and the piece it belongs to).
 //!
-//! Only f16 storage is implemented (what llama.cpp uses by default and what the backends'
-//! attention reads). Cells are filled in order: a batch takes the next free cells, so the cells
+//! The buffers hold f16 by default (as llama.cpp does) or f32 ([`KvType`], chosen when the
+//! cache is created; K and V share it). Cells are filled in order: a batch takes the next free cells, so the cells
 //! of one batch are contiguous. The metadata is what the parallel-encoding layout reads to build
 //! positions and attention masks; the model itself sees only positions, cell indices and a mask.
 
 use crate::backend::Backend;
 use crate::model::HParams;
+use crate::KvType;
 use std::ops::Range;
 
 /// Metadata of one cache cell.
@@ -37,16 +38,19 @@ pub enum KvCacheError {
     ContextFull { need: usize, free: usize, n_ctx: usize },
     #[error("KV cache of n_ctx 0 requested")]
     ZeroContext,
-    #[error("KV cache allocation of {n_layer} layers x {n_ctx} cells x {row_len} failed: {msg}")]
-    Alloc { n_layer: usize, n_ctx: usize, row_len: usize, msg: String },
+    #[error(
+        "KV cache allocation of {n_layer} layers x {n_ctx} cells x {row_len} {kv_type} failed: {msg}"
+    )]
+    Alloc { n_layer: usize, n_ctx: usize, row_len: usize, kv_type: KvType, msg: String },
 }
 
 /// K and V storage for every layer, and the metadata of the cells in use.
 pub struct KvCache<B: Backend> {
-    /// per layer: f16 [n_ctx, n_head_kv * head_dim]
+    /// per layer: kv_type [n_ctx, n_head_kv * head_dim]
     k: Vec<B::KvBuf>,
-    /// per layer: f16 [n_ctx, n_head_kv * head_dim]
+    /// per layer: kv_type [n_ctx, n_head_kv * head_dim]
     v: Vec<B::KvBuf>,
+    kv_type: KvType,
     /// metadata of cells 0 .. cells.len() (the cells in use)
     cells: Vec<CellMeta>,
     n_ctx: usize,
@@ -54,22 +58,33 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
-    /// A cache of `n_ctx` cells per layer for a model with these hyper-parameters.
-    pub fn new(backend: &B, hp: &HParams, n_ctx: usize) -> Result<Self, KvCacheError> {
+    /// A cache of `n_ctx` cells per layer of `kv_type` elements for a model with these
+    /// hyper-parameters.
+    pub fn new(
+        backend: &B,
+        hp: &HParams,
+        n_ctx: usize,
+        kv_type: KvType,
+    ) -> Result<Self, KvCacheError> {
         if n_ctx == 0 {
             return Err(KvCacheError::ZeroContext);
         }
         let row_len = hp.n_embd_kv();
         let alloc_err =
-            |msg: String| KvCacheError::Alloc { n_layer: hp.n_layer, n_ctx, row_len, msg };
+            |msg: String| KvCacheError::Alloc { n_layer: hp.n_layer, n_ctx, row_len, kv_type, msg };
         let n = n_ctx.checked_mul(row_len).ok_or_else(|| alloc_err("size overflows".into()))?;
         let mut k = Vec::with_capacity(hp.n_layer);
         let mut v = Vec::with_capacity(hp.n_layer);
         for _ in 0..hp.n_layer {
-            k.push(backend.alloc_kv(n).map_err(|e| alloc_err(e.to_string()))?);
-            v.push(backend.alloc_kv(n).map_err(|e| alloc_err(e.to_string()))?);
+            k.push(backend.alloc_kv(kv_type, n).map_err(|e| alloc_err(e.to_string()))?);
+            v.push(backend.alloc_kv(kv_type, n).map_err(|e| alloc_err(e.to_string()))?);
         }
-        Ok(KvCache { k, v, cells: Vec::with_capacity(n_ctx), n_ctx, row_len })
+        Ok(KvCache { k, v, kv_type, cells: Vec::with_capacity(n_ctx), n_ctx, row_len })
+    }
+
+    /// The element type of every K and V buffer.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// Cells per layer.
@@ -77,9 +92,9 @@ impl<B: Backend> KvCache<B> {
         self.n_ctx
     }
 
-    /// Bytes of K and V storage over all layers (f16 elements).
+    /// Bytes of K and V storage over all layers (elements of the cache's [`KvType`]).
     pub fn bytes(&self) -> usize {
-        2 * self.k.len() * self.n_ctx * self.row_len * std::mem::size_of::<half::f16>()
+        2 * self.k.len() * self.n_ctx * self.row_len * self.kv_type.type_size()
     }
 
     /// Cells in use.
@@ -146,15 +161,21 @@ impl<B: Backend> KvCache<B> {
         self.k.len()
     }
 
-    /// Copies the K and V of `cells` of every layer to the host: `dst` is f16
-    /// [2, n_layer, cells.len(), row_len] (all K layers, then all V layers).
+    /// Bytes [`KvCache::read_cells`] produces for `n_cells` cells.
+    pub fn cells_bytes(&self, n_cells: usize) -> usize {
+        2 * self.n_layer() * n_cells * self.row_len * self.kv_type.type_size()
+    }
+
+    /// Copies the K and V of `cells` of every layer to the host: `dst` is kv_type
+    /// [2, n_layer, cells.len(), row_len] (all K layers, then all V layers) as little-endian
+    /// bytes, [`KvCache::cells_bytes`] long.
     pub fn read_cells(
         &self,
         backend: &B,
         cells: Range<usize>,
-        dst: &mut [half::f16],
+        dst: &mut [u8],
     ) -> Result<(), B::Error> {
-        let n = cells.len() * self.row_len;
+        let n = cells.len() * self.row_len * self.kv_type.type_size();
         let off = cells.start * self.row_len;
         for (buf, d) in self.k.iter().chain(&self.v).zip(dst.chunks_mut(n.max(1))) {
             backend.kv_read(buf, off, d)?;
@@ -167,9 +188,9 @@ impl<B: Backend> KvCache<B> {
         &mut self,
         backend: &B,
         cells: Range<usize>,
-        src: &[half::f16],
+        src: &[u8],
     ) -> Result<(), B::Error> {
-        let n = cells.len() * self.row_len;
+        let n = cells.len() * self.row_len * self.kv_type.type_size();
         let off = cells.start * self.row_len;
         for (buf, s) in self.k.iter_mut().chain(self.v.iter_mut()).zip(src.chunks(n.max(1))) {
             backend.kv_write(s, buf, off)?;

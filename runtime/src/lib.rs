@@ -60,6 +60,7 @@ pub mod engine;
 pub mod ggml_type;
 pub mod gguf;
 pub mod kv_cache;
+pub mod kv_type;
 pub mod layout;
 pub mod manifest;
 pub mod model;
@@ -73,3 +74,4 @@ pub mod selection;
 pub mod tokenizer;
 
 pub use ggml_type::GgmlType;
+pub use kv_type::{KvElem, KvType};

@@ -158,14 +158,14 @@ impl AttnStats {
         self.q_norm[layer] += q.chunks(head_dim).map(l2).sum::<f64>();
     }
 
-    /// Adds the k rows of the pieces' first tokens, read from the cache: `k` is f16
-    /// [n_layer, n_rows, n_head_kv * head_dim].
-    pub fn add_piece_start_k(&mut self, k: &[half::f16], head_dim: usize) {
+    /// Adds the k rows of the pieces' first tokens, read from the cache (widened from the
+    /// cache's type): `k` is f32 [n_layer, n_rows, n_head_kv * head_dim].
+    pub fn add_piece_start_k(&mut self, k: &[f32], head_dim: usize) {
         let per_layer = k.len() / self.n_layer.max(1);
         for (layer, rows) in k.chunks(per_layer.max(1)).enumerate().take(self.n_layer) {
             self.k_norm[layer] += rows
                 .chunks(head_dim)
-                .map(|h| h.iter().map(|v| v.to_f64() * v.to_f64()).sum::<f64>().sqrt())
+                .map(|h| h.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
                 .sum::<f64>();
         }
         // One sample per (row, KV head).
@@ -193,9 +193,7 @@ mod tests {
         s.add_attention(0, &[1.0, 3.0, 2.0, 4.0], &[1.0; 4]);
         s.add_attention(1, &[0.5; 4], &[2.0; 4]);
         s.add_q(0, &[3.0, 4.0, 0.0, 1.0, 6.0, 8.0, 0.0, 0.0], 2);
-        let k: Vec<half::f16> =
-            [3.0, 4.0, 0.0, 0.0].iter().map(|&v| half::f16::from_f32(v)).collect();
-        s.add_piece_start_k(&k, 2);
+        s.add_piece_start_k(&[3.0, 4.0, 0.0, 0.0], 2);
         s.count(2);
         assert_eq!(s.entropy(0, 0), 1.5);
         assert_eq!(s.entropy(0, 1), 3.5);

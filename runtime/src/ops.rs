@@ -162,7 +162,7 @@ impl AttnParams {
     }
 
     /// Validates the geometry and the buffer lengths of `q: f32 [n_q, n_head, head_dim]`,
-    /// `k`, `v: f16 [n_cells, n_head_kv, head_dim]` and `out: f32 [n_q, n_head * head_dim]`,
+    /// `k`, `v: f16 or f32 [n_cells, n_head_kv, head_dim]` and `out: f32 [n_q, n_head * head_dim]`,
     /// and the mask against them. Returns `(n_q, n_cells)`.
     pub fn check(
         &self,
@@ -474,7 +474,7 @@ pub fn check_broadcast(op: &'static str, a_len: usize, b_len: usize) -> Result<(
     Ok(())
 }
 
-/// Checks a KV store of `src: f32 [n_rows, row_len]` into `cache: f16 [n_cells, row_len]` at
+/// Checks a KV store of `src: f32 [n_rows, row_len]` into `cache: f16 or f32 [n_cells, row_len]` at
 /// cell `cell0`. Returns `n_rows`.
 pub fn check_kv_store(
     cache_len: usize,

@@ -155,7 +155,7 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
     pub fn new(model: &'m Model<'a, B>, cfg: EngineConfig) -> Result<Self, EngineError> {
         let n_ubatch = cfg.n_ubatch.clamp(1, cfg.n_ctx.max(1));
         let n_out = cfg.n_out.clamp(1, n_ubatch);
-        let kv = KvCache::new(model.backend(), &model.hparams, cfg.n_ctx)?;
+        let kv = KvCache::new(model.backend(), &model.hparams, cfg.n_ctx, cfg.kv_type)?;
         let st = ForwardState::new(model, n_ubatch, n_out)?;
         let n_vocab = model.n_vocab();
         Ok(ParallelEngine {
@@ -329,8 +329,11 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         // (cells, key) of the sink (when there is one) and of every piece.
         let mut parts: Vec<(Range<usize>, DocKey)> = Vec::new();
         if let Some(cache) = self.doc_cache.as_mut() {
-            parts.extend(cache.sink_key(layout).map(|k| (layout.sink(), k)));
-            parts.extend((0..layout.n_pieces()).map(|p| (layout.piece(p), cache.key(layout, p))));
+            let ty = self.kv.kv_type();
+            parts.extend(cache.sink_key(layout, ty).map(|k| (layout.sink(), k)));
+            parts.extend(
+                (0..layout.n_pieces()).map(|p| (layout.piece(p), cache.key(layout, p, ty))),
+            );
             for (range, key) in &parts {
                 if cache.load(key, self.model.backend(), &mut self.kv, range.clone())? {
                     todo[range.clone()].fill(false);
@@ -371,15 +374,19 @@ impl<'m, 'a, B: Backend> ParallelEngine<'m, 'a, B> {
         let hp = &self.model.hparams;
         let row = self.kv.row_len();
         let n = layout.n_pieces();
-        // f16 [n_layer, n_pieces, row]: K of the first cells.
-        let mut k = vec![half::f16::ZERO; hp.n_layer * n * row];
+        let ty = self.kv.kv_type();
+        // kv_type [row] as little-endian bytes: one K row read back.
+        let mut bytes = vec![0u8; row * ty.type_size()];
+        // f32 [n_layer, n_pieces, row]: K of the first cells.
+        let mut k = vec![0f32; hp.n_layer * n * row];
         for (l, k_layer) in k.chunks_mut(n * row).enumerate() {
             let (k_cache, _) = self.kv.layer(l);
             for (r, dst) in layout.pieces().iter().zip(k_layer.chunks_mut(row)) {
                 self.model
                     .backend()
-                    .kv_read(k_cache, r.start * row, dst)
+                    .kv_read(k_cache, r.start * row, &mut bytes)
                     .map_err(|e| EngineError::Model(crate::model::backend_err(e)))?;
+                ty.decode_f32(&bytes, dst);
             }
         }
         o.add_piece_start_k(&k, hp.head_dim);

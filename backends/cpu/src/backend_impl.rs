@@ -7,7 +7,76 @@ use half::f16;
 use weft::backend::Backend;
 use weft::gguf::TensorView;
 use weft::ops::{AttnExtras, AttnMask, AttnParams, RopeParams};
-use weft::GgmlType;
+use weft::{GgmlType, KvElem, KvType};
+
+/// One layer's K or V cache in host memory, of the [`KvType`] it was allocated with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KvBuf {
+    /// f16 [n_cells, n_head_kv * head_dim]
+    F16(Vec<f16>),
+    /// f32 [n_cells, n_head_kv * head_dim]
+    F32(Vec<f32>),
+}
+
+impl KvBuf {
+    /// The element type.
+    pub fn kv_type(&self) -> KvType {
+        match self {
+            KvBuf::F16(_) => KvType::F16,
+            KvBuf::F32(_) => KvType::F32,
+        }
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            KvBuf::F16(b) => b.len(),
+            KvBuf::F32(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `dst` (little-endian bytes) = `src`.
+fn to_le_bytes<T: KvElem>(src: &[T], dst: &mut [u8], enc: impl Fn(T) -> [u8; 4]) {
+    let size = T::KV_TYPE.type_size();
+    for (d, &x) in dst.chunks_exact_mut(size).zip(src) {
+        d.copy_from_slice(&enc(x)[..size]);
+    }
+}
+
+/// `dst` = `src` (little-endian bytes).
+fn from_le_bytes<T: KvElem>(src: &[u8], dst: &mut [T], dec: impl Fn([u8; 4]) -> T) {
+    let size = T::KV_TYPE.type_size();
+    for (d, s) in dst.iter_mut().zip(src.chunks_exact(size)) {
+        let mut b = [0u8; 4];
+        b[..size].copy_from_slice(s);
+        *d = dec(b);
+    }
+}
+
+/// The element range `offset..offset + n` of a KV buffer of `len` elements, where `n` is
+/// `n_bytes` of type `ty`; a shape error when the bytes are no whole number of elements or
+/// the range runs past the buffer.
+fn kv_range(
+    op: &'static str,
+    ty: KvType,
+    len: usize,
+    offset: usize,
+    n_bytes: usize,
+) -> Result<std::ops::Range<usize>, CpuError> {
+    let size = ty.type_size();
+    if !n_bytes.is_multiple_of(size) {
+        return Err(shape(op, format!("{n_bytes} bytes is no whole number of {ty} elements")));
+    }
+    let end = offset.checked_add(n_bytes / size).filter(|&e| e <= len).ok_or_else(|| {
+        shape(op, format!("range {offset}..+{} past cache of {len}", n_bytes / size))
+    })?;
+    Ok(offset..end)
+}
 
 fn shape(op: &'static str, detail: String) -> CpuError {
     CpuError::Shape { op, detail }
@@ -49,8 +118,8 @@ impl Backend for Cpu {
     type Error = CpuError;
     /// f32, host memory.
     type Buf = Vec<f32>;
-    /// f16, host memory.
-    type KvBuf = Vec<f16>;
+    /// f16 or f32, host memory.
+    type KvBuf = KvBuf;
     /// Borrowed from the memory-mapped file, or repacked for decode (see `CpuWeight`).
     type Weight<'a> = CpuWeight<'a>;
     type Scratch = MatmulScratch;
@@ -71,8 +140,11 @@ impl Backend for Cpu {
         Ok(vec![0.0; n])
     }
 
-    fn alloc_kv(&self, n: usize) -> Result<Vec<f16>, CpuError> {
-        Ok(vec![f16::ZERO; n])
+    fn alloc_kv(&self, ty: KvType, n: usize) -> Result<KvBuf, CpuError> {
+        Ok(match ty {
+            KvType::F16 => KvBuf::F16(vec![f16::ZERO; n]),
+            KvType::F32 => KvBuf::F32(vec![0.0; n]),
+        })
     }
 
     fn alloc_scratch(&self, _max_rows: usize, _max_cols: usize) -> Result<MatmulScratch, CpuError> {
@@ -195,22 +267,25 @@ impl Backend for Cpu {
 
     fn kv_store(
         &self,
-        cache: &mut Vec<f16>,
+        cache: &mut KvBuf,
         cell0: usize,
         row_len: usize,
         src: &Vec<f32>,
         n_rows: usize,
     ) -> Result<(), CpuError> {
         let src = head("kv_store", src, n_rows * row_len)?;
-        Cpu::kv_store(self, cache, cell0, row_len, src)
+        match cache {
+            KvBuf::F16(c) => Cpu::kv_store(self, c, cell0, row_len, src),
+            KvBuf::F32(c) => Cpu::kv_store(self, c, cell0, row_len, src),
+        }
     }
 
     fn attention(
         &self,
         q: &Vec<f32>,
         n_q: usize,
-        k: &Vec<f16>,
-        v: &Vec<f16>,
+        k: &KvBuf,
+        v: &KvBuf,
         n_kv: usize,
         p: &AttnParams,
         mask: &AttnMask<'_>,
@@ -225,8 +300,8 @@ impl Backend for Cpu {
         &self,
         q: &Vec<f32>,
         n_q: usize,
-        k: &Vec<f16>,
-        v: &Vec<f16>,
+        k: &KvBuf,
+        v: &KvBuf,
         n_kv: usize,
         p: &AttnParams,
         mask: &AttnMask<'_>,
@@ -236,28 +311,45 @@ impl Backend for Cpu {
         let q_len = n_q * p.n_head * p.head_dim;
         let kv_len = n_kv * p.n_head_kv * p.head_dim;
         let q = head("attention", q, q_len)?;
-        let k = head("attention", k, kv_len)?;
-        let v = head("attention", v, kv_len)?;
         let out = head_mut("attention", out, q_len)?;
-        Cpu::attention_ext(self, q, k, v, p, mask, extras, out)
+        match (k, v) {
+            (KvBuf::F16(k), KvBuf::F16(v)) => {
+                let (k, v) = (head("attention", k, kv_len)?, head("attention", v, kv_len)?);
+                Cpu::attention_ext(self, q, k, v, p, mask, extras, out)
+            }
+            (KvBuf::F32(k), KvBuf::F32(v)) => {
+                let (k, v) = (head("attention", k, kv_len)?, head("attention", v, kv_len)?);
+                Cpu::attention_ext(self, q, k, v, p, mask, extras, out)
+            }
+            _ => Err(shape(
+                "attention",
+                format!("k is {}, v is {}: one KV type expected", k.kv_type(), v.kv_type()),
+            )),
+        }
     }
 
-    fn kv_read(&self, cache: &Vec<f16>, offset: usize, dst: &mut [f16]) -> Result<(), CpuError> {
-        let end = offset + dst.len();
-        let s = cache.get(offset..end).ok_or_else(|| {
-            shape("kv_read", format!("range {offset}..{end} past cache of {}", cache.len()))
-        })?;
-        dst.copy_from_slice(s);
+    fn kv_type(&self, cache: &KvBuf) -> KvType {
+        cache.kv_type()
+    }
+
+    fn kv_read(&self, cache: &KvBuf, offset: usize, dst: &mut [u8]) -> Result<(), CpuError> {
+        let r = kv_range("kv_read", cache.kv_type(), cache.len(), offset, dst.len())?;
+        match cache {
+            KvBuf::F16(c) => to_le_bytes(&c[r], dst, |x| {
+                let [a, b] = x.to_le_bytes();
+                [a, b, 0, 0]
+            }),
+            KvBuf::F32(c) => to_le_bytes(&c[r], dst, f32::to_le_bytes),
+        }
         Ok(())
     }
 
-    fn kv_write(&self, src: &[f16], cache: &mut Vec<f16>, offset: usize) -> Result<(), CpuError> {
-        let end = offset + src.len();
-        let n = cache.len();
-        let d = cache
-            .get_mut(offset..end)
-            .ok_or_else(|| shape("kv_write", format!("range {offset}..{end} past cache of {n}")))?;
-        d.copy_from_slice(src);
+    fn kv_write(&self, src: &[u8], cache: &mut KvBuf, offset: usize) -> Result<(), CpuError> {
+        let r = kv_range("kv_write", cache.kv_type(), cache.len(), offset, src.len())?;
+        match cache {
+            KvBuf::F16(c) => from_le_bytes(src, &mut c[r], |b| f16::from_le_bytes([b[0], b[1]])),
+            KvBuf::F32(c) => from_le_bytes(src, &mut c[r], f32::from_le_bytes),
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod matmul;
 pub mod ops;
 mod team;
 
+pub use backend_impl::KvBuf;
 pub use context::{Cpu, CpuConfig, CpuError};
 pub use dispatch::{CpuExtras, CpuLevel};
 pub use matmul::{CpuWeight, MatmulScratch, PackedWeight, WeightRef};

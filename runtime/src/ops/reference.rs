@@ -9,7 +9,7 @@ use super::{
     check_broadcast, check_kv_store, check_rows, AttnExtras, AttnMask, AttnParams, OpsError,
     RopeParams, RopeStyle,
 };
-use half::f16;
+use crate::KvElem;
 
 /// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row; rows are `weight.len()` long.
 /// x, out: f32 [n_rows, n_embd]; weight: f32 [n_embd].
@@ -97,10 +97,10 @@ pub fn softmax_rows(x: &mut [f32], n_cols: usize) -> Result<(), OpsError> {
     Ok(())
 }
 
-/// Stores `src: f32 [n_rows, row_len]` as f16 into cells `cell0..cell0 + n_rows` of
-/// `cache: f16 [n_cells, row_len]` (round to nearest even).
-pub fn kv_store(
-    cache: &mut [f16],
+/// Stores `src: f32 [n_rows, row_len]` into cells `cell0..cell0 + n_rows` of
+/// `cache: T [n_cells, row_len]` (f16: round to nearest even; f32: copied).
+pub fn kv_store<T: KvElem>(
+    cache: &mut [T],
     cell0: usize,
     row_len: usize,
     src: &[f32],
@@ -108,7 +108,7 @@ pub fn kv_store(
     let n_rows = check_kv_store(cache.len(), cell0, row_len, src.len())?;
     let dst = &mut cache[cell0 * row_len..(cell0 + n_rows) * row_len];
     for (d, &s) in dst.iter_mut().zip(src) {
-        *d = f16::from_f32(s);
+        *d = T::from_f32(s);
     }
     Ok(())
 }
@@ -116,12 +116,12 @@ pub fn kv_store(
 /// `out = softmax(scale * q . k over the visible cells) . v`, each row's probabilities
 /// materialised and every sum taken in f64.
 ///
-/// q: f32 [n_q, n_head, head_dim]; k, v: f16 [n_cells, n_head_kv, head_dim];
+/// q: f32 [n_q, n_head, head_dim]; k, v: T (f16 or f32) [n_cells, n_head_kv, head_dim];
 /// out: f32 [n_q, n_head * head_dim].
-pub fn attention(
+pub fn attention<T: KvElem>(
     q: &[f32],
-    k: &[f16],
-    v: &[f16],
+    k: &[T],
+    v: &[T],
     p: &AttnParams,
     mask: &AttnMask<'_>,
     out: &mut [f32],
@@ -167,10 +167,10 @@ pub fn attention(
 /// its ranges form a block whose logits are divided by T and whose log-sum-exp is scaled by
 /// S*T; the probabilities are those of the two blocks combined. With `scores_only`, `out`
 /// is left as it was.
-pub fn attention_extras(
+pub fn attention_extras<T: KvElem>(
     q: &[f32],
-    k: &[f16],
-    v: &[f16],
+    k: &[T],
+    v: &[T],
     p: &AttnParams,
     mask: &AttnMask<'_>,
     extras: &mut AttnExtras<'_>,
@@ -267,6 +267,7 @@ pub fn attention_extras(
 #[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
+    use half::f16;
 
     #[test]
     fn rms_norm_hand_example() {

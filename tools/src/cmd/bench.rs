@@ -2,7 +2,7 @@
 //! tg<N>: N single-token forwards from an empty cache. Random tokens; one warm-up run, then
 //! `-r` timed repetitions, reported as tokens/s mean ± standard deviation.
 
-use super::common;
+use super::common::{self, CacheArgs};
 use anyhow::{Context, Result};
 use std::time::Instant;
 use weft::engine::{Engine, EngineConfig};
@@ -27,6 +27,8 @@ pub struct BenchArgs {
     /// Timed repetitions per test.
     #[arg(short, long = "repetitions", default_value_t = 5)]
     pub r: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Print JSON records instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -88,7 +90,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let model = Model::load(&cpu, &file)?;
         let n_vocab = model.n_vocab() as u64;
         let n_ctx = (args.n_prompt + args.n_gen).max(1);
-        let mut engine = Engine::new(&model, EngineConfig { n_ctx, n_ubatch: 512, n_out: 1 })?;
+        let mut engine = Engine::new(
+            &model,
+            EngineConfig { n_ctx, n_ubatch: 512, n_out: 1, kv_type: args.cache.cache_type },
+        )?;
         let mut rng = Rng::new(1234);
         let mut tokens = vec![0u32; args.n_prompt.max(1)];
         let random = |rng: &mut Rng| (rng.next_u64() % n_vocab) as u32;
@@ -147,6 +152,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     "model_n_params": params,
                     "backend": backend_name,
                     "threads": r.threads,
+                    "type_k": args.cache.cache_type.name(),
+                    "type_v": args.cache.cache_type.name(),
                     "test": r.test,
                     "n_prompt": r.n_prompt,
                     "n_gen": r.n_gen,
@@ -159,23 +166,47 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    // As llama-bench: the type_k / type_v columns appear only when not the default (f16).
+    let ty = args.cache.cache_type;
+    let kv_cols = |k: &str, v: &str| {
+        if ty == weft::KvType::default() {
+            String::new()
+        } else {
+            format!(" {k:>6} | {v:>6} |")
+        }
+    };
     println!(
-        "| {:<24} | {:>10} | {:>10} | {:<12} | {:>7} | {:>8} | {:>20} |",
-        "model", "size", "params", "backend", "threads", "test", "t/s"
+        "| {:<24} | {:>10} | {:>10} | {:<12} | {:>7} |{} {:>8} | {:>20} |",
+        "model",
+        "size",
+        "params",
+        "backend",
+        "threads",
+        kv_cols("type_k", "type_v"),
+        "test",
+        "t/s"
     );
     println!(
-        "| {:-<24} | {:->10} | {:->10} | {:-<12} | {:->7} | {:->8} | {:->20} |",
-        "", "", "", "", "", "", ""
+        "| {:-<24} | {:->10} | {:->10} | {:-<12} | {:->7} |{} {:->8} | {:->20} |",
+        "",
+        "",
+        "",
+        "",
+        "",
+        kv_cols("------", "------"),
+        "",
+        ""
     );
     for r in &records {
         let (mean, sd) = mean_sd(&r.samples);
         println!(
-            "| {:<24} | {:>10} | {:>10} | {:<12} | {:>7} | {:>8} | {:>20} |",
+            "| {:<24} | {:>10} | {:>10} | {:<12} | {:>7} |{} {:>8} | {:>20} |",
             desc.trim(),
             human_size(size),
             format!("{:.2} M", params as f64 / 1e6),
             backend_name,
             r.threads,
+            kv_cols(ty.name(), ty.name()),
             r.test,
             format!("{mean:.2} ± {sd:.2}")
         );

@@ -117,7 +117,8 @@ pub fn run(args: BenchParallelArgs) -> Result<()> {
     );
     let mut b = Bench { model: &model, rng: Rng::new(42), r: args.r };
     let want = |t: &str| args.tests.iter().any(|x| x == t);
-    let cfg = |n_ctx: usize| EngineConfig { n_ctx, n_ubatch: 512, n_out: 1 };
+    let cfg =
+        |n_ctx: usize| EngineConfig { n_ctx, n_ubatch: 512, n_out: 1, ..EngineConfig::default() };
 
     if want("encode") {
         let n = args.ctx_size;

@@ -1,7 +1,7 @@
 //! `weft chat`: an interactive conversation on stdin/stdout with the model's chat template.
 //! The KV cache keeps the conversation: each turn evaluates only what the template adds.
 
-use super::common::{self, SamplingArgs};
+use super::common::{self, CacheArgs, SamplingArgs};
 use super::docs::{self, DocArgs};
 use anyhow::{Context, Result};
 use std::io::{BufRead, Write};
@@ -33,6 +33,8 @@ pub struct ChatArgs {
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx_size: usize,
     #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
     pub docs: DocArgs,
 }
 
@@ -42,6 +44,10 @@ fn is_context_full(e: &EngineError) -> bool {
         EngineError::KvCache(KvCacheError::ContextFull { .. })
             | EngineError::Model(ModelError::KvCache(KvCacheError::ContextFull { .. }))
     )
+}
+
+fn engine_config(args: &ChatArgs) -> EngineConfig {
+    EngineConfig { n_ctx: args.ctx_size, kv_type: args.cache.cache_type, ..EngineConfig::default() }
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
@@ -56,8 +62,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     if args.docs.enabled() {
         return chat_docs(&args, &file, &model, &tokenizer, &template);
     }
-    let mut engine =
-        Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
+    let mut engine = Engine::new(&model, engine_config(&args))?;
     let mut sampler = Sampler::new(args.sampling.config());
     let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };
     let opening = opening(&args);
@@ -116,10 +121,7 @@ fn chat_docs(
     let d = &args.docs;
     let docs = d.read_docs(tokenizer)?;
     let cfg = d.config(tokenizer);
-    let mut engine = ParallelEngine::new(
-        model,
-        EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() },
-    )?;
+    let mut engine = ParallelEngine::new(model, engine_config(args))?;
     engine.set_doc_cache(d.doc_cache(file)?);
     let mut sampler = Sampler::new(args.sampling.config());
     let params = GenerateParams { max_tokens: args.n_predict, stop: Vec::new() };

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use weft::sampling::SamplerConfig;
+use weft::KvType;
 use weft_cpu::{Cpu, CpuConfig, CpuLevel};
 
 /// Build the CPU backend with `threads` workers (0: one per core). `WEFT_CPU=scalar|avx2|avx512`
@@ -21,6 +22,20 @@ pub fn cpu(threads: usize) -> Result<Cpu> {
 /// cache is fetched first.
 pub fn model_path(name_or_path: &str) -> Result<PathBuf> {
     crate::fetch::ensure_model(name_or_path)
+}
+
+/// The KV cache type flag of the commands that build an engine.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct CacheArgs {
+    /// KV cache element type, K and V together: f16 (default, as llama.cpp) or f32 (twice
+    /// the memory, no rounding of K and V). The idea of llama.cpp's -ctk/-ctv
+    /// (--cache-type-k/--cache-type-v), one value for both; quantized types are not supported.
+    #[arg(long = "cache-type", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
+    pub cache_type: KvType,
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    s.parse::<KvType>().map_err(|e| e.to_string())
 }
 
 /// Sampling flags (llama.cpp's names and defaults).

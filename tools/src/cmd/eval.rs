@@ -79,6 +79,8 @@ pub struct SweepArgs {
     /// Worker threads (0: one per core).
     #[arg(short, long, default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub cache: common::CacheArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,12 +145,20 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
             file: path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
             sha256,
         },
-        engine: vec![
-            ("engine".into(), engine_label.into()),
-            ("positions".into(), "even".into()),
-            ("bos".into(), "none".into()),
-            ("pooling".into(), format!("{:?}", task.pooling())),
-        ],
+        engine: {
+            let mut e = vec![
+                ("engine".into(), engine_label.into()),
+                ("positions".into(), "even".into()),
+                ("bos".into(), "none".into()),
+                ("pooling".into(), format!("{:?}", task.pooling())),
+            ];
+            // Recorded only when not the default, so earlier (f16) result files still resume;
+            // an f32 sweep never resumes an f16 one.
+            if a.cache.cache_type != weft::KvType::default() {
+                e.push(("kv_type".into(), a.cache.cache_type.name().into()));
+            }
+            e
+        },
     };
     let stem = Path::new(&config.model.file)
         .file_stem()
@@ -176,7 +186,7 @@ pub fn run_sweep(a: &SweepArgs, task: TaskKind, mode: Mode) -> Result<()> {
         cpu.threads()
     );
 
-    let cfg = EngineConfig { n_ctx, n_ubatch: 512, n_out: 32 };
+    let cfg = EngineConfig { n_ctx, n_ubatch: 512, n_out: 32, kv_type: a.cache.cache_type };
     let mut runner: Box<dyn Runner + '_> = match a.engine {
         EngineKind::Full => {
             Box::new(FullRunner { engine: Engine::new(&model, cfg)?, tokenizer: &tokenizer })

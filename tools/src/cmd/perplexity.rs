@@ -1,6 +1,6 @@
 //! `weft perplexity`: llama.cpp's perplexity protocol over a text file.
 
-use super::common;
+use super::common::{self, CacheArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -22,6 +22,8 @@ pub struct PerplexityArgs {
     /// Tokens per chunk.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
     pub ctx_size: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Score at most this many chunks (default: all whole chunks).
     #[arg(long)]
     pub chunks: Option<usize>,
@@ -46,7 +48,12 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     // special-token parsing, then puts BOS at the start of every chunk when the model wants it.
     let tokens = tokenizer.encode(&text, true, false)?;
     let bos = if tokenizer.add_bos() { tokenizer.bos() } else { None };
-    let cfg = EngineConfig { n_ctx: args.ctx_size, n_ubatch: args.ctx_size.min(512), n_out: 32 };
+    let cfg = EngineConfig {
+        n_ctx: args.ctx_size,
+        n_ubatch: args.ctx_size.min(512),
+        n_out: 32,
+        kv_type: args.cache.cache_type,
+    };
     let mut engine = Engine::new(&model, cfg)?;
     let t0 = Instant::now();
     let json = args.json;
@@ -63,6 +70,8 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         let v = serde_json::json!({
             "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "ctx": args.ctx_size,
+            "type_k": args.cache.cache_type.name(),
+            "type_v": args.cache.cache_type.name(),
             "chunks": n_chunks,
             "tokens": tokens.len(),
             "scored": acc.count,

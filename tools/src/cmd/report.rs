@@ -171,6 +171,8 @@ pub fn run(a: ReportArgs) -> Result<()> {
                     fresh: a.fresh,
                     engine: EngineKind::Parallel,
                     threads: a.threads,
+                    // The report's sweeps use the default (f16) KV cache.
+                    cache: crate::cmd::common::CacheArgs { cache_type: weft::KvType::default() },
                 };
                 let started = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

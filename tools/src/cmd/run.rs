@@ -1,6 +1,6 @@
 //! `weft run`: generate a continuation of one prompt, streamed to stdout.
 
-use super::common::{self, SamplingArgs};
+use super::common::{self, CacheArgs, SamplingArgs};
 use super::docs::{self, DocArgs};
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -31,6 +31,8 @@ pub struct RunArgs {
     /// Context length (KV cache cells).
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx_size: usize,
+    #[command(flatten)]
+    pub cache: CacheArgs,
     /// Use the prompt as raw text (BOS only if the model asks for it) instead of the chat template.
     #[arg(long)]
     pub no_template: bool,
@@ -45,6 +47,10 @@ pub struct RunArgs {
     pub logits_out: Option<PathBuf>,
     #[command(flatten)]
     pub docs: DocArgs,
+}
+
+fn engine_config(args: &RunArgs) -> EngineConfig {
+    EngineConfig { n_ctx: args.ctx_size, kv_type: args.cache.cache_type, ..EngineConfig::default() }
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -63,8 +69,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(t) => tokenizer.encode(&t.render(&messages(&args), true)?, true, true)?,
     };
     anyhow::ensure!(!tokens.is_empty(), "the prompt is empty after tokenization");
-    let mut engine =
-        Engine::new(&model, EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() })?;
+    let mut engine = Engine::new(&model, engine_config(&args))?;
     let mut sampler = Sampler::new(args.sampling.config());
 
     let prefill = engine.prefill(&tokens)?;
@@ -152,10 +157,7 @@ fn run_docs(
     let docs = d.read_docs(tokenizer)?;
     let req = d.request(tokenizer, template.as_ref(), &docs, &messages(args))?;
     let cfg = d.config(tokenizer);
-    let mut engine = ParallelEngine::new(
-        model,
-        EngineConfig { n_ctx: args.ctx_size, ..EngineConfig::default() },
-    )?;
+    let mut engine = ParallelEngine::new(model, engine_config(args))?;
     engine.set_doc_cache(d.doc_cache(file)?);
     let enc = engine.encode(&req, &cfg)?;
     docs::report(d, &cfg, &docs, &req, &enc);

@@ -1,31 +1,54 @@
-//! Attention over the f16 KV cache with a causal or ranges mask (flash-style: no
+//! Attention over the f16 or f32 KV cache with a causal or ranges mask (flash-style: no
 //! [n_q, n_cells] probability matrix; see `simd::OnlineSoftmax` for the per-row loop).
 
 use super::shape_err;
 use super::simd::extras::RowExtras;
-use super::simd::{AttnHead, Kernels};
+use super::simd::{AttnElem, AttnFns, AttnHead, Kernels};
 use crate::{Cpu, CpuError};
 use half::f16;
 use rayon::prelude::*;
 use std::ops::Range;
+use weft::kv_type::KvSlice;
 use weft::ops::{ApeParams, AttnExtras, AttnMask, AttnParams};
 use weft::selection::SCORE_TOPK;
+use weft::KvElem;
 
 impl Cpu {
     /// `out = softmax(scale * q . k over the visible cells) . v` for each query row and head;
     /// query head h reads KV head h / (n_head / n_head_kv).
     ///
-    /// q: f32 [n_q, n_head, head_dim]; k, v: f16 [n_cells, n_head_kv, head_dim];
+    /// q: f32 [n_q, n_head, head_dim]; k, v: T (f16 or f32) [n_cells, n_head_kv, head_dim];
     /// out: f32 [n_q, n_head * head_dim]. The mask must give every row at least one cell.
     ///
     /// Work items are (query row, head) pairs, each computed alone over its visible ranges in
     /// a fixed order with stack temporaries only (an f32 [ATTN_BLOCK] score block; the
     /// output row is the accumulator).
-    pub fn attention(
+    pub fn attention<T: KvElem>(
         &self,
         q: &[f32],
-        k: &[f16],
-        v: &[f16],
+        k: &[T],
+        v: &[T],
+        p: &AttnParams,
+        mask: &AttnMask<'_>,
+        out: &mut [f32],
+    ) -> Result<(), CpuError> {
+        match (T::as_kv_slice(k), T::as_kv_slice(v)) {
+            (KvSlice::F16(k), KvSlice::F16(v)) => {
+                self.attention_typed::<f16>(q, k, v, p, mask, out)
+            }
+            (KvSlice::F32(k), KvSlice::F32(v)) => {
+                self.attention_typed::<f32>(q, k, v, p, mask, out)
+            }
+            _ => Err(mixed_types()),
+        }
+    }
+
+    /// [`Cpu::attention`] for one element type.
+    fn attention_typed<T: AttnElem>(
+        &self,
+        q: &[f32],
+        k: &[T],
+        v: &[T],
         p: &AttnParams,
         mask: &AttnMask<'_>,
         out: &mut [f32],
@@ -33,7 +56,7 @@ impl Cpu {
         let (n_q, _n_cells) =
             p.check(q.len(), k.len(), v.len(), out.len(), mask).map_err(shape_err)?;
         let hd = p.head_dim;
-        let kern = Kernels::for_cpu(self);
+        let attend = T::attn_fns(Kernels::for_cpu(self)).attend;
         let visible: usize = (0..n_q).map(|i| mask.visible(i)).sum();
         let work = visible.saturating_mul(p.n_head * hd * 2);
         self.for_each_chunk(out, hd, work, |idx, o| {
@@ -46,7 +69,7 @@ impl Cpu {
                 kv_off: p.kv_head(h) * hd,
                 scale: p.scale,
             };
-            (kern.attend)(&head, &mask.row_head(i, h), o);
+            attend(&head, &mask.row_head(i, h), o);
         });
         Ok(())
     }
@@ -61,18 +84,41 @@ impl Cpu {
     /// Allocates once per call: the packed per-(row, head) results, f32 [n_q * n_head,
     /// n_pieces + 2], and per worker a [`Scratch`].
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_ext(
+    pub fn attention_ext<T: KvElem>(
         &self,
         q: &[f32],
-        k: &[f16],
-        v: &[f16],
+        k: &[T],
+        v: &[T],
+        p: &AttnParams,
+        mask: &AttnMask<'_>,
+        extras: &mut AttnExtras<'_>,
+        out: &mut [f32],
+    ) -> Result<(), CpuError> {
+        match (T::as_kv_slice(k), T::as_kv_slice(v)) {
+            (KvSlice::F16(k), KvSlice::F16(v)) => {
+                self.attention_ext_typed::<f16>(q, k, v, p, mask, extras, out)
+            }
+            (KvSlice::F32(k), KvSlice::F32(v)) => {
+                self.attention_ext_typed::<f32>(q, k, v, p, mask, extras, out)
+            }
+            _ => Err(mixed_types()),
+        }
+    }
+
+    /// [`Cpu::attention_ext`] for one element type.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_ext_typed<T: AttnElem>(
+        &self,
+        q: &[f32],
+        k: &[T],
+        v: &[T],
         p: &AttnParams,
         mask: &AttnMask<'_>,
         extras: &mut AttnExtras<'_>,
         out: &mut [f32],
     ) -> Result<(), CpuError> {
         if extras.is_plain() {
-            return self.attention(q, k, v, p, mask, out);
+            return self.attention_typed(q, k, v, p, mask, out);
         }
         let (n_q, n_cells) =
             p.check(q.len(), k.len(), v.len(), out.len(), mask).map_err(shape_err)?;
@@ -81,7 +127,7 @@ impl Cpu {
             return Ok(());
         }
         let hd = p.head_dim;
-        let kern = Kernels::for_cpu(self);
+        let kern = T::attn_fns(Kernels::for_cpu(self));
         let pieces: &[Range<usize>] = extras.group_scores.as_ref().map_or(&[], |g| g.0);
         let n_pieces = pieces.len();
         let want = Want {
@@ -105,9 +151,9 @@ impl Cpu {
             };
             let ranges = mask.row_head(i, h);
             match ape {
-                None => row_plain(kern, &head, &ranges, pieces, want, o, res, sc),
+                None => row_plain(&kern, &head, &ranges, pieces, want, o, res, sc),
                 Some((ape_ranges, a)) => {
-                    row_ape(kern, &head, &ranges, pieces, ape_ranges, a, want, o, res, sc)
+                    row_ape(&kern, &head, &ranges, pieces, ape_ranges, a, want, o, res, sc)
                 }
             }
         };
@@ -147,6 +193,12 @@ impl Cpu {
     }
 }
 
+/// K and V of different element types (a generic caller cannot produce them; the error
+/// keeps the dispatch total).
+fn mixed_types() -> CpuError {
+    CpuError::Shape { op: "attention", detail: "k and v have different element types".into() }
+}
+
 /// Which outputs an item computes.
 #[derive(Clone, Copy)]
 struct Want {
@@ -183,9 +235,9 @@ impl Scratch {
 
 /// One (row, head) without APE: results into `res` = [scores.., entropy, mean |logit|].
 #[allow(clippy::too_many_arguments)]
-fn row_plain(
-    kern: &Kernels,
-    head: &AttnHead<'_>,
+fn row_plain<T: AttnElem>(
+    kern: &AttnFns<T>,
+    head: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     pieces: &[Range<usize>],
     want: Want,
@@ -207,9 +259,9 @@ fn row_plain(
 /// `exp(S*T*lse_pieces)` and `exp(lse_other)`. Entropy of the mixture:
 /// `H = w_p H_p + w_o H_o - w_p ln w_p - w_o ln w_o`.
 #[allow(clippy::too_many_arguments)]
-fn row_ape(
-    kern: &Kernels,
-    head: &AttnHead<'_>,
+fn row_ape<T: AttnElem>(
+    kern: &AttnFns<T>,
+    head: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     pieces: &[Range<usize>],
     ape_ranges: &[Range<usize>],

@@ -7,6 +7,7 @@ use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
+use weft::KvElem;
 
 const W: usize = 8;
 
@@ -33,6 +34,33 @@ fn store(x: &mut [f32; W], v: __m256) {
 unsafe fn load_h(p: *const f16) -> __m256 {
     // SAFETY: the caller guarantees 8 readable f16 (16 bytes) at p; unaligned load.
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+}
+
+/// A KV cache element loaded 8 at a time as f32 lanes.
+pub(crate) trait Load8: KvElem {
+    /// Loads 8 elements at `p` as f32 (exact).
+    ///
+    /// # Safety
+    /// `p..p+8` must be readable and the CPU must have AVX2, FMA and F16C.
+    unsafe fn load8(p: *const Self) -> __m256;
+}
+
+impl Load8 for f16 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const f16) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable f16 at p.
+        unsafe { load_h(p) }
+    }
+}
+
+impl Load8 for f32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable f32 at p; unaligned load.
+        unsafe { _mm256_loadu_ps(p) }
+    }
 }
 
 /// Sum of the 8 lanes, in a fixed order.
@@ -254,11 +282,11 @@ pub(crate) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 /// Logits of keys `0..n` of a block: s[j] = scale * q . k_j. Four keys at a time, each with
 /// its own accumulator, reduced in a fixed order.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK]) {
+fn block_logits<T: Load8>(h: &AttnHead<'_, T>, kb: &[T], n: usize, s: &mut [f32; ATTN_BLOCK]) {
     let hd = h.q.len();
     let (qc, qt) = h.q.as_chunks::<W>();
     let row = |j: usize| &kb[j * h.kv_row + h.kv_off..][..hd];
-    let tail_dot = |kr: &[f16]| -> f32 {
+    let tail_dot = |kr: &[T]| -> f32 {
         qt.iter().zip(&kr[hd - qt.len()..]).map(|(&a, &b)| a * b.to_f32()).sum()
     };
     let mut j = 0;
@@ -269,7 +297,7 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
             let qv = load(qv);
             for (a, kr) in acc.iter_mut().zip(&rows) {
                 // SAFETY: t * 8 + 8 <= hd = kr.len().
-                *a = _mm256_fmadd_ps(qv, unsafe { load_h(kr.as_ptr().add(t * W)) }, *a);
+                *a = _mm256_fmadd_ps(qv, unsafe { T::load8(kr.as_ptr().add(t * W)) }, *a);
             }
         }
         let tails = [tail_dot(rows[0]), tail_dot(rows[1]), tail_dot(rows[2]), tail_dot(rows[3])];
@@ -287,7 +315,7 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
         let mut acc = _mm256_setzero_ps();
         for (t, qv) in qc.iter().enumerate() {
             // SAFETY: t * 8 + 8 <= hd = kr.len().
-            acc = _mm256_fmadd_ps(load(qv), unsafe { load_h(kr.as_ptr().add(t * W)) }, acc);
+            acc = _mm256_fmadd_ps(load(qv), unsafe { T::load8(kr.as_ptr().add(t * W)) }, acc);
         }
         s[j] = (hsum(acc) + tail_dot(kr)) * h.scale;
     }
@@ -296,7 +324,7 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
 /// out[d] += sum_j p[j] * v_j[d] over keys `0..p.len()` of a block, 8 dims at a time with
 /// four accumulators (keys j mod 4) combined in a fixed order.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
+fn block_accumulate<T: Load8>(h: &AttnHead<'_, T>, vb: &[T], p: &[f32], out: &mut [f32]) {
     let hd = h.q.len();
     let n = p.len();
     assert!(n > 0 && vb.len() >= (n - 1) * h.kv_row + h.kv_off + hd);
@@ -310,14 +338,14 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
             for (i, a) in acc.iter_mut().enumerate() {
                 // SAFETY: (j + i) < n and t * 8 + 8 <= hd, so the 8 values end inside `vb`
                 // (asserted above).
-                let vv = unsafe { load_h(vb.as_ptr().add((j + i) * h.kv_row + d)) };
+                let vv = unsafe { T::load8(vb.as_ptr().add((j + i) * h.kv_row + d)) };
                 *a = _mm256_fmadd_ps(_mm256_set1_ps(p[j + i]), vv, *a);
             }
             j += 4;
         }
         for j in j..n {
             // SAFETY: as above, j < n.
-            let vv = unsafe { load_h(vb.as_ptr().add(j * h.kv_row + d)) };
+            let vv = unsafe { T::load8(vb.as_ptr().add(j * h.kv_row + d)) };
             acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), vv, acc[0]);
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -333,37 +361,37 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
 
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
-    attend_obs::<_, true>(h, ranges, out, &mut NoObserver);
+pub(crate) fn attend<T: Load8>(h: &AttnHead<'_, T>, ranges: &[Range<usize>], out: &mut [f32]) {
+    attend_obs::<T, _, true>(h, ranges, out, &mut NoObserver);
 }
 
 /// `attend`, reporting every block's logits to `obs`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn attend_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn attend_extras<T: Load8>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, true>(h, ranges, out, obs)
+    attend_obs::<T, _, true>(h, ranges, out, obs)
 }
 
 /// `attend_extras` without the V pass: only the observer's outputs and the softmax state;
 /// `out` is not touched (the scoring pass of selective attention).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn score_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn score_extras<T: Load8>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, false>(h, ranges, out, obs)
+    attend_obs::<T, _, false>(h, ranges, out, obs)
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn attend_obs<O: BlockObserver, const V: bool>(
-    h: &AttnHead<'_>,
+fn attend_obs<T: Load8, O: BlockObserver, const V: bool>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut O,
@@ -420,4 +448,10 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     attend_extras: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
     // SAFETY: see KERNELS.
     score_extras: |h, ranges, out, obs| unsafe { score_extras(h, ranges, out, obs) },
+    // SAFETY: see KERNELS.
+    attend_f32: |h, ranges, out| unsafe { attend(h, ranges, out) },
+    // SAFETY: see KERNELS.
+    attend_extras_f32: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
+    // SAFETY: see KERNELS.
+    score_extras_f32: |h, ranges, out, obs| unsafe { score_extras(h, ranges, out, obs) },
 };

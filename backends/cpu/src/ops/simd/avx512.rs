@@ -9,6 +9,7 @@ use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
+use weft::KvElem;
 
 const W: usize = 16;
 
@@ -64,6 +65,38 @@ unsafe fn load_h(p: *const f16, n: usize) -> __m512 {
         unsafe { _mm256_maskz_loadu_epi16(tail_mask(n), p.cast()) }
     };
     _mm512_cvtph_ps(bits)
+}
+
+/// A KV cache element loaded up to 16 at a time as f32 lanes.
+pub(crate) trait Load16: KvElem {
+    /// Loads the first `n` (<= 16) elements at `p` as f32 (exact), the other lanes 0.
+    ///
+    /// # Safety
+    /// `p..p+n` must be readable and the CPU must have the AVX-512 features of this file.
+    unsafe fn load16(p: *const Self, n: usize) -> __m512;
+}
+
+impl Load16 for f16 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn load16(p: *const f16, n: usize) -> __m512 {
+        // SAFETY: the caller guarantees n readable f16 at p.
+        unsafe { load_h(p, n) }
+    }
+}
+
+impl Load16 for f32 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn load16(p: *const f32, n: usize) -> __m512 {
+        if n == W {
+            // SAFETY: the caller guarantees 16 readable f32 at p; unaligned load.
+            unsafe { _mm512_loadu_ps(p) }
+        } else {
+            // SAFETY: only the n readable lanes are enabled; masked-off lanes never fault.
+            unsafe { _mm512_maskz_loadu_ps(tail_mask(n), p) }
+        }
+    }
 }
 
 /// Adds the two 256-bit halves (the first step of every horizontal reduction here).
@@ -261,7 +294,7 @@ pub(crate) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 /// Logits of keys `0..n` of a block: s[j] = scale * q . k_j. Four keys at a time, each with
 /// its own accumulator, reduced in a fixed order.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK]) {
+fn block_logits<T: Load16>(h: &AttnHead<'_, T>, kb: &[T], n: usize, s: &mut [f32; ATTN_BLOCK]) {
     let hd = h.q.len();
     let (qc, qt) = h.q.as_chunks::<W>();
     let qtail = load_tail(qt);
@@ -275,12 +308,12 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
             let qv = load(qv);
             for (a, kr) in acc.iter_mut().zip(&rows) {
                 // SAFETY: t * 16 + 16 <= hd = kr.len().
-                *a = _mm512_fmadd_ps(qv, unsafe { load_h(kr.as_ptr().add(t * W), W) }, *a);
+                *a = _mm512_fmadd_ps(qv, unsafe { T::load16(kr.as_ptr().add(t * W), W) }, *a);
             }
         }
         for (a, kr) in acc.iter_mut().zip(&rows) {
             // SAFETY: kr[full..] holds qt.len() readable values.
-            *a = _mm512_fmadd_ps(qtail, unsafe { load_h(kr.as_ptr().add(full), qt.len()) }, *a);
+            *a = _mm512_fmadd_ps(qtail, unsafe { T::load16(kr.as_ptr().add(full), qt.len()) }, *a);
         }
         let sums = hsum4(fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
         let sums = _mm_mul_ps(sums, _mm_set1_ps(h.scale));
@@ -293,10 +326,10 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
         let mut acc = _mm512_setzero_ps();
         for (t, qv) in qc.iter().enumerate() {
             // SAFETY: t * 16 + 16 <= hd = kr.len().
-            acc = _mm512_fmadd_ps(load(qv), unsafe { load_h(kr.as_ptr().add(t * W), W) }, acc);
+            acc = _mm512_fmadd_ps(load(qv), unsafe { T::load16(kr.as_ptr().add(t * W), W) }, acc);
         }
         // SAFETY: kr[full..] holds qt.len() readable values.
-        acc = _mm512_fmadd_ps(qtail, unsafe { load_h(kr.as_ptr().add(full), qt.len()) }, acc);
+        acc = _mm512_fmadd_ps(qtail, unsafe { T::load16(kr.as_ptr().add(full), qt.len()) }, acc);
         s[j] = hsum16(acc) * h.scale;
     }
 }
@@ -304,7 +337,7 @@ fn block_logits(h: &AttnHead<'_>, kb: &[f16], n: usize, s: &mut [f32; ATTN_BLOCK
 /// out[d] += sum_j p[j] * v_j[d] over keys `0..p.len()` of a block, 16 dims at a time (the
 /// last chunk masked) with four accumulators (keys j mod 4) combined in a fixed order.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
+fn block_accumulate<T: Load16>(h: &AttnHead<'_, T>, vb: &[T], p: &[f32], out: &mut [f32]) {
     let hd = h.q.len();
     let n = p.len();
     assert!(n > 0 && vb.len() >= (n - 1) * h.kv_row + h.kv_off + hd);
@@ -317,14 +350,14 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
             for (i, a) in acc.iter_mut().enumerate() {
                 // SAFETY: (j + i) < n and d0 + w <= hd, so the w values end inside `vb`
                 // (asserted above).
-                let vv = unsafe { load_h(vb.as_ptr().add((j + i) * h.kv_row + d), w) };
+                let vv = unsafe { T::load16(vb.as_ptr().add((j + i) * h.kv_row + d), w) };
                 *a = _mm512_fmadd_ps(_mm512_set1_ps(p[j + i]), vv, *a);
             }
             j += 4;
         }
         for j in j..n {
             // SAFETY: as above, j < n.
-            let vv = unsafe { load_h(vb.as_ptr().add(j * h.kv_row + d), w) };
+            let vv = unsafe { T::load16(vb.as_ptr().add(j * h.kv_row + d), w) };
             acc[0] = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), vv, acc[0]);
         }
         let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -340,37 +373,37 @@ fn block_accumulate(h: &AttnHead<'_>, vb: &[f16], p: &[f32], out: &mut [f32]) {
 
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
-    attend_obs::<_, true>(h, ranges, out, &mut NoObserver);
+pub(crate) fn attend<T: Load16>(h: &AttnHead<'_, T>, ranges: &[Range<usize>], out: &mut [f32]) {
+    attend_obs::<T, _, true>(h, ranges, out, &mut NoObserver);
 }
 
 /// `attend`, reporting every block's logits to `obs`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(crate) fn attend_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn attend_extras<T: Load16>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, true>(h, ranges, out, obs)
+    attend_obs::<T, _, true>(h, ranges, out, obs)
 }
 
 /// `attend_extras` without the V pass: only the observer's outputs and the softmax state;
 /// `out` is not touched (the scoring pass of selective attention).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub(crate) fn score_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn score_extras<T: Load16>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, false>(h, ranges, out, obs)
+    attend_obs::<T, _, false>(h, ranges, out, obs)
 }
 
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-fn attend_obs<O: BlockObserver, const V: bool>(
-    h: &AttnHead<'_>,
+fn attend_obs<T: Load16, O: BlockObserver, const V: bool>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut O,
@@ -427,4 +460,10 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     attend_extras: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
     // SAFETY: see KERNELS.
     score_extras: |h, ranges, out, obs| unsafe { score_extras(h, ranges, out, obs) },
+    // SAFETY: see KERNELS.
+    attend_f32: |h, ranges, out| unsafe { attend(h, ranges, out) },
+    // SAFETY: see KERNELS.
+    attend_extras_f32: |h, ranges, out, obs| unsafe { attend_extras(h, ranges, out, obs) },
+    // SAFETY: see KERNELS.
+    score_extras_f32: |h, ranges, out, obs| unsafe { score_extras(h, ranges, out, obs) },
 };

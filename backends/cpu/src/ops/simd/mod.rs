@@ -4,9 +4,15 @@
 //! validate shapes, pick a file by [`crate::CpuLevel`] once per call and split the work over
 //! threads. Kernels work on one row / head / slice and never allocate: their temporaries are
 //! small stack arrays.
+//!
+//! The attention kernels are generic over the KV cache element ([`weft::KvElem`]: f16 or
+//! f32) and monomorphised: each level loads a vector of cache elements as f32 lanes through
+//! a small trait of its own (F16C `vcvtph2ps` for f16, a plain load for f32), so the f16 path
+//! is the same code it always was and the f32 path is not a copy of it.
 
 use half::f16;
 use std::ops::Range;
+use weft::KvElem;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
@@ -20,15 +26,15 @@ pub(crate) mod scalar;
 /// once per block.
 pub(crate) const ATTN_BLOCK: usize = 64;
 
-/// One (query row, head) pair of an attention call, as the kernels see it.
-#[derive(Clone, Copy)]
-pub(crate) struct AttnHead<'a> {
+/// One (query row, head) pair of an attention call, as the kernels see it; `T` is the KV
+/// cache element (f16 or f32).
+pub(crate) struct AttnHead<'a, T = f16> {
     /// f32 [head_dim]: this head's query row, unscaled.
     pub q: &'a [f32],
-    /// f16 [n_cells, n_head_kv, head_dim]: the whole K cache.
-    pub k: &'a [f16],
-    /// f16 [n_cells, n_head_kv, head_dim]: the whole V cache.
-    pub v: &'a [f16],
+    /// T [n_cells, n_head_kv, head_dim]: the whole K cache.
+    pub k: &'a [T],
+    /// T [n_cells, n_head_kv, head_dim]: the whole V cache.
+    pub v: &'a [T],
     /// Values per cell: n_head_kv * head_dim.
     pub kv_row: usize,
     /// Offset of this head's KV head inside a cell: kv_head * head_dim.
@@ -36,12 +42,21 @@ pub(crate) struct AttnHead<'a> {
     pub scale: f32,
 }
 
-impl AttnHead<'_> {
-    /// f16 [n, n_head_kv, head_dim] starting at `cell`, cut so that the last cell ends at
+// Manual impls: the derives would require `T: Clone` / `T: Copy`, which the slices do not need.
+impl<T> Clone for AttnHead<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for AttnHead<'_, T> {}
+
+impl<T> AttnHead<'_, T> {
+    /// T [n, n_head_kv, head_dim] starting at `cell`, cut so that the last cell ends at
     /// this head's last value. Kernels index it as `blk[j * kv_row + kv_off + d]`,
     /// `j < n`, `d < head_dim`, all in bounds by construction.
     #[inline]
-    pub fn block<'s>(&self, cache: &'s [f16], cell: usize, n: usize) -> &'s [f16] {
+    pub fn block<'s>(&self, cache: &'s [T], cell: usize, n: usize) -> &'s [T] {
         let hd = self.q.len();
         &cache[cell * self.kv_row..(cell + n - 1) * self.kv_row + self.kv_off + hd]
     }
@@ -106,18 +121,58 @@ pub(crate) struct Kernels {
     pub softmax_row: fn(&mut [f32]),
     pub f32_to_f16: fn(&[f32], &mut [f16]),
     pub f16_to_f32: fn(&[f16], &mut [f32]),
-    pub attend: fn(&AttnHead<'_>, &[Range<usize>], &mut [f32]),
+    /// Attention over an f16 KV cache: one (row, head) over its visible ranges.
+    pub attend: AttendFn<f16>,
     /// `attend` with an observer gathering the optional outputs; returns the final softmax
     /// state the observer's `finish` needs.
-    pub attend_extras: AttendExtrasFn,
+    pub attend_extras: AttendExtrasFn<f16>,
     /// `attend_extras` without reading V or writing the output: the scoring pass of
     /// selective attention (logits, log-sum-exp and the observer only).
-    pub score_extras: AttendExtrasFn,
+    pub score_extras: AttendExtrasFn<f16>,
+    /// `attend` over an f32 KV cache.
+    pub attend_f32: AttendFn<f32>,
+    /// `attend_extras` over an f32 KV cache.
+    pub attend_extras_f32: AttendExtrasFn<f32>,
+    /// `score_extras` over an f32 KV cache.
+    pub score_extras_f32: AttendExtrasFn<f32>,
 }
 
+/// (head, visible ranges, out): one (row, head) of attention, f32 [head_dim] into `out`.
+pub(crate) type AttendFn<T> = fn(&AttnHead<'_, T>, &[Range<usize>], &mut [f32]);
+
 /// (head, visible ranges, out, observer) -> final softmax state.
-pub(crate) type AttendExtrasFn =
-    fn(&AttnHead<'_>, &[Range<usize>], &mut [f32], &mut extras::RowExtras<'_>) -> OnlineSoftmax;
+pub(crate) type AttendExtrasFn<T> =
+    fn(&AttnHead<'_, T>, &[Range<usize>], &mut [f32], &mut extras::RowExtras<'_>) -> OnlineSoftmax;
+
+/// The attention entries of a kernel table for one KV element type.
+pub(crate) struct AttnFns<T: 'static> {
+    pub attend: AttendFn<T>,
+    pub attend_extras: AttendExtrasFn<T>,
+    pub score_extras: AttendExtrasFn<T>,
+}
+
+/// A KV element the CPU attention supports: picks its entries from a kernel table.
+pub(crate) trait AttnElem: KvElem {
+    fn attn_fns(k: &Kernels) -> AttnFns<Self>;
+}
+
+impl AttnElem for f16 {
+    #[inline]
+    fn attn_fns(k: &Kernels) -> AttnFns<f16> {
+        AttnFns { attend: k.attend, attend_extras: k.attend_extras, score_extras: k.score_extras }
+    }
+}
+
+impl AttnElem for f32 {
+    #[inline]
+    fn attn_fns(k: &Kernels) -> AttnFns<f32> {
+        AttnFns {
+            attend: k.attend_f32,
+            attend_extras: k.attend_extras_f32,
+            score_extras: k.score_extras_f32,
+        }
+    }
+}
 
 impl Kernels {
     /// The kernel table of the CPU's level. The SIMD tables call `#[target_feature]`

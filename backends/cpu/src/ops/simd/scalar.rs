@@ -5,6 +5,7 @@ use super::extras::{BlockObserver, NoObserver, RowExtras};
 use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
 use half::f16;
 use std::ops::Range;
+use weft::KvElem;
 
 /// out = x / sqrt(mean(x^2) + eps) * w for one row. The sum of squares is taken in f64, as
 /// ggml does.
@@ -77,34 +78,36 @@ pub(crate) fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
 }
 
 /// One (query row, head) of attention over `ranges`; writes f32 [head_dim] into `out`.
-pub(crate) fn attend(h: &AttnHead<'_>, ranges: &[Range<usize>], out: &mut [f32]) {
-    attend_obs::<_, true>(h, ranges, out, &mut NoObserver);
+/// `T` is the KV element (f16 or f32), inferred from the head (a kernel table's `attend`
+/// entry gets the f16 one, `attend_f32` the f32 one).
+pub(crate) fn attend<T: KvElem>(h: &AttnHead<'_, T>, ranges: &[Range<usize>], out: &mut [f32]) {
+    attend_obs::<T, _, true>(h, ranges, out, &mut NoObserver);
 }
 
 /// `attend`, reporting every block's logits to `obs`.
-pub(crate) fn attend_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn attend_extras<T: KvElem>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, true>(h, ranges, out, obs)
+    attend_obs::<T, _, true>(h, ranges, out, obs)
 }
 
 /// `attend_extras` without the V pass: only the observer's outputs and the softmax state;
 /// `out` is not touched (the scoring pass of selective attention).
-pub(crate) fn score_extras(
-    h: &AttnHead<'_>,
+pub(crate) fn score_extras<T: KvElem>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut RowExtras<'_>,
 ) -> OnlineSoftmax {
-    attend_obs::<_, false>(h, ranges, out, obs)
+    attend_obs::<T, _, false>(h, ranges, out, obs)
 }
 
 #[inline(always)]
-fn attend_obs<O: BlockObserver, const V: bool>(
-    h: &AttnHead<'_>,
+fn attend_obs<T: KvElem, O: BlockObserver, const V: bool>(
+    h: &AttnHead<'_, T>,
     ranges: &[Range<usize>],
     out: &mut [f32],
     obs: &mut O,
@@ -166,4 +169,7 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     attend,
     attend_extras,
     score_extras,
+    attend_f32: attend,
+    attend_extras_f32: attend_extras,
+    score_extras_f32: score_extras,
 };
