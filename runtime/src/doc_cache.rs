@@ -88,6 +88,9 @@ pub struct DocCache {
     model_id: String,
     budget: usize,
     mem: HashMap<DocKey, Entry>,
+    /// Bytes of K/V held in `mem` (kept with every insert and removal, so evicting many
+    /// entries costs no re-summing).
+    used: usize,
     clock: u64,
     dir: Option<PathBuf>,
     stats: CacheStats,
@@ -101,6 +104,7 @@ impl DocCache {
             model_id: model_id.into(),
             budget: budget_bytes,
             mem: HashMap::new(),
+            used: 0,
             clock: 0,
             dir: None,
             stats: CacheStats::default(),
@@ -139,7 +143,7 @@ impl DocCache {
     }
 
     fn used(&self) -> usize {
-        self.mem.values().map(|e| e.kv.len()).sum()
+        self.used
     }
 
     /// The key of piece `p` of `layout` in a KV cache of `kv_type`: model, KV type, sink
@@ -246,13 +250,18 @@ impl DocCache {
         if kv.len() > self.budget {
             return;
         }
-        self.mem.insert(key, Entry { kv, kv_type, last_used: self.clock });
-        while self.used() > self.budget {
+        self.used += kv.len();
+        if let Some(prev) = self.mem.insert(key, Entry { kv, kv_type, last_used: self.clock }) {
+            self.used -= prev.kv.len();
+        }
+        while self.used > self.budget {
             let Some(old) = self.mem.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k)
             else {
                 break;
             };
-            self.mem.remove(&old);
+            if let Some(e) = self.mem.remove(&old) {
+                self.used -= e.kv.len();
+            }
             self.stats.evictions += 1;
         }
     }
@@ -397,5 +406,23 @@ mod tests {
             assert!(parse(&bad, &key, s).is_none());
             assert!(parse(&good[..40], &key, s).is_none());
         }
+    }
+
+    #[test]
+    fn lru_budget_counts_bytes_once_and_evicts_oldest() {
+        let mut c = DocCache::new("m", 100);
+        c.insert(DocKey([1; 32]), vec![0; 40], KvType::F16);
+        c.insert(DocKey([2; 32]), vec![0; 40], KvType::F16);
+        // Replacing an entry does not count its bytes twice.
+        c.insert(DocKey([2; 32]), vec![0; 50], KvType::F16);
+        assert_eq!((c.stats().bytes, c.stats().entries, c.stats().evictions), (90, 2, 0));
+        // Over budget: the least recently used entries go until it fits.
+        c.insert(DocKey([3; 32]), vec![0; 60], KvType::F16);
+        let st = c.stats();
+        assert_eq!((st.bytes, st.entries, st.evictions), (60, 1, 2));
+        assert!(c.mem.contains_key(&DocKey([3; 32])));
+        // Larger than the whole budget: not kept.
+        c.insert(DocKey([4; 32]), vec![0; 101], KvType::F16);
+        assert_eq!(c.stats().bytes, 60);
     }
 }
