@@ -42,6 +42,8 @@ pub struct Cpu {
     threads: usize,
     pool: rayon::ThreadPool,
     team: Team,
+    /// Huge-page memory for the weights this `Cpu` repacks.
+    pub(crate) arena: crate::matmul::Arena,
 }
 
 impl Cpu {
@@ -61,7 +63,14 @@ impl Cpu {
             .build()
             .map_err(|e| CpuError::ThreadPool(e.to_string()))?;
         let team = Team::new(threads).map_err(|e| CpuError::ThreadPool(e.to_string()))?;
-        Ok(Self { level, extras: CpuExtras::detect(), threads, pool, team })
+        Ok(Self {
+            level,
+            extras: CpuExtras::detect(),
+            threads,
+            pool,
+            team,
+            arena: Default::default(),
+        })
     }
 
     pub fn level(&self) -> CpuLevel {

@@ -12,6 +12,7 @@
 //! Determinism: every output element is computed by exactly one kernel call whose summation
 //! order depends only on the shapes, never on the thread count or on which thread runs it.
 
+mod arena;
 mod format;
 mod packed;
 mod scalar;
@@ -35,6 +36,7 @@ use format::{ActKind, Layout, SubFormat};
 use std::sync::Mutex;
 use weft::GgmlType;
 
+pub(crate) use arena::Arena;
 pub use packed::PackedWeight;
 
 /// A weight matrix in its GGUF storage: `rows` rows of `cols` elements, row-major blocks.
@@ -295,7 +297,7 @@ impl Cpu {
         if !self.packs(w.ggml_type) {
             return Ok(CpuWeight::Mapped(w));
         }
-        Ok(PackedWeight::pack(w.ggml_type, w.rows, w.cols, w.data)
+        Ok(PackedWeight::pack(w.ggml_type, w.rows, w.cols, w.data, Some(&self.arena))
             .map_or(CpuWeight::Mapped(w), CpuWeight::Packed))
     }
 

@@ -27,6 +27,7 @@
 //! [32 chunks][8 rows][4] at 160: chunk `8p + v` is native `qs[32p + 4v..]`, whose low
 //! nibbles are sub-block 2p and high nibbles sub-block 2p + 1, elements `4v..4v + 4`.
 
+use super::arena::{Arena, ArenaSlice};
 use super::AlignedBuf;
 use weft::GgmlType;
 
@@ -101,7 +102,14 @@ pub struct PackedWeight {
     pub(crate) cols: usize,
     pub(crate) layout: X8Layout,
     /// u8 [ceil(rows / 8), cols / elems, column bytes]: see the module docs.
-    pub(super) data: AlignedBuf,
+    data: Storage,
+}
+
+/// Where the packed bytes live: huge-page memory from the `Cpu`'s arena, or the heap (no
+/// arena given, or mapping failed).
+enum Storage {
+    Arena(ArenaSlice),
+    Heap(AlignedBuf),
 }
 
 impl std::fmt::Debug for PackedWeight {
@@ -140,16 +148,37 @@ fn qh_from_x8(p: u32) -> u32 {
 
 impl PackedWeight {
     /// Repack `rows` native rows of `cols` values (`data`: `rows * row_size` bytes, checked by
-    /// the caller). `None` when the type has no x8 layout.
-    pub(crate) fn pack(t: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Self> {
+    /// the caller) into memory from `arena` (else the heap). `None` when the type has no x8
+    /// layout.
+    pub(crate) fn pack(
+        t: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        arena: Option<&Arena>,
+    ) -> Option<Self> {
         let layout = X8Layout::of(t)?;
+        let size = rows.div_ceil(X8) * (cols / layout.elems) * layout.column();
+        let fill = |out: &mut [u8]| Self::fill(t, layout, rows, cols, data, out);
+        let from_arena = arena.and_then(|a| a.alloc(size, fill).ok());
+        let data = match from_arena {
+            Some(slice) => Storage::Arena(slice),
+            None => {
+                let mut buf = AlignedBuf::default();
+                // Freshly grown, so zeroed like the arena's memory.
+                Self::fill(t, layout, rows, cols, data, buf.bytes(size));
+                Storage::Heap(buf)
+            }
+        };
+        Some(PackedWeight { ggml_type: t, rows, cols, layout, data })
+    }
+
+    /// Write the packing of `data` into the zeroed `out` (padding rows stay zero: scale 0,
+    /// codes 0).
+    fn fill(t: GgmlType, layout: X8Layout, rows: usize, cols: usize, data: &[u8], out: &mut [u8]) {
         let nb = cols / layout.elems;
         let row_bytes = nb * layout.block;
         debug_assert_eq!(data.len(), rows * row_bytes);
-        let n_groups = rows.div_ceil(X8);
-        let mut buf = AlignedBuf::default();
-        // Freshly grown, so already zero: padding rows stay zero (scale 0, codes 0).
-        let out = buf.bytes(n_groups * nb * layout.column());
         let nq = layout.native_qs();
         // Q8_0 codes are stored plus 128 (the xor flips the sign bit of each byte).
         let flip = if t == GgmlType::Q8_0 { 0x8080_8080u32 } else { 0 };
@@ -179,13 +208,15 @@ impl PackedWeight {
                 }
             }
         }
-        Some(PackedWeight { ggml_type: t, rows, cols, layout, data: buf })
     }
 
     /// The packed bytes (`ceil(rows / 8)` groups).
     pub(crate) fn bytes(&self) -> &[u8] {
         let n = self.rows.div_ceil(X8) * self.nb() * self.layout.column();
-        &bytemuck::cast_slice(&self.data.0)[..n]
+        match &self.data {
+            Storage::Arena(s) => &s.bytes()[..n],
+            Storage::Heap(b) => &bytemuck::cast_slice(&b.0)[..n],
+        }
     }
 
     /// Bytes of one native row.
@@ -368,7 +399,7 @@ mod tests {
             for (rows, cols) in [(1, k), (7, 2 * k), (8, 3 * k), (13, 18 * k)] {
                 let rb = t.row_size(cols as u64).unwrap() as usize;
                 let data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
-                let p = PackedWeight::pack(t, rows, cols, &data).unwrap();
+                let p = PackedWeight::pack(t, rows, cols, &data, None).unwrap();
                 assert_eq!(p.row_bytes(), rb);
                 let size = rows.div_ceil(8) * (cols / k) * p.layout.column();
                 assert_eq!(p.bytes().len(), size);
@@ -379,7 +410,7 @@ mod tests {
                 }
             }
         }
-        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210]).is_none());
+        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210], None).is_none());
     }
 
     #[test]
@@ -403,7 +434,7 @@ mod tests {
                     b[3] &= 0x3B;
                 }
             }
-            let p = PackedWeight::pack(t, rows, cols, &data).unwrap();
+            let p = PackedWeight::pack(t, rows, cols, &data, None).unwrap();
             let n = cols / 32;
             let (mut q0, mut d0, mut m0) = (vec![0u8; cols], vec![0f32; n], vec![0f32; n]);
             let (mut q1, mut d1, mut m1) = (vec![1u8; cols], vec![1f32; n], vec![1f32; n]);

@@ -136,7 +136,7 @@ fn packed_weights_match_scalar_and_mapped() {
         for (rows, cols) in [(37, 18 * k), (8, k), (1, 28 * k), (203, 48 * k)] {
             let w = weights(t, rows, cols, &mut seed);
             let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
-            let packed = CpuWeight::Packed(PackedWeight::pack(t, rows, cols, &w).unwrap());
+            let packed = CpuWeight::Packed(PackedWeight::pack(t, rows, cols, &w, None).unwrap());
             let mapped = CpuWeight::Mapped(wr);
             for m in [1, 5] {
                 let x: Vec<f32> =
