@@ -297,7 +297,7 @@ impl Cpu {
         if !self.packs(w.ggml_type) {
             return Ok(CpuWeight::Mapped(w));
         }
-        Ok(PackedWeight::pack(w.ggml_type, w.rows, w.cols, w.data, Some(&self.arena))
+        Ok(PackedWeight::pack(w.ggml_type, w.rows, w.cols, w.data, Some(&self.arena), Some(self))
             .map_or(CpuWeight::Mapped(w), CpuWeight::Packed))
     }
 

@@ -156,26 +156,46 @@ impl PackedWeight {
         cols: usize,
         data: &[u8],
         arena: Option<&Arena>,
+        cpu: Option<&crate::Cpu>,
     ) -> Option<Self> {
         let layout = X8Layout::of(t)?;
-        let size = rows.div_ceil(X8) * (cols / layout.elems) * layout.column();
-        let fill = |out: &mut [u8]| Self::fill(t, layout, rows, cols, data, out);
+        let group_bytes = (cols / layout.elems) * layout.column();
+        let size = rows.div_ceil(X8) * group_bytes;
+        // Groups are independent: the thread team packs them (and so first-touches, i.e.
+        // zeroes, the new pages) in parallel.
+        let fill = |out: &mut [u8]| match cpu {
+            Some(cpu) => cpu.par_chunks_mut(out, group_bytes, |_, g, o| {
+                Self::fill_group(t, layout, rows, cols, data, g, o)
+            }),
+            None => out
+                .chunks_exact_mut(group_bytes.max(1))
+                .enumerate()
+                .for_each(|(g, o)| Self::fill_group(t, layout, rows, cols, data, g, o)),
+        };
         let from_arena = arena.and_then(|a| a.alloc(size, fill).ok());
         let data = match from_arena {
             Some(slice) => Storage::Arena(slice),
             None => {
                 let mut buf = AlignedBuf::default();
                 // Freshly grown, so zeroed like the arena's memory.
-                Self::fill(t, layout, rows, cols, data, buf.bytes(size));
+                fill(buf.bytes(size));
                 Storage::Heap(buf)
             }
         };
         Some(PackedWeight { ggml_type: t, rows, cols, layout, data })
     }
 
-    /// Write the packing of `data` into the zeroed `out` (padding rows stay zero: scale 0,
-    /// codes 0).
-    fn fill(t: GgmlType, layout: X8Layout, rows: usize, cols: usize, data: &[u8], out: &mut [u8]) {
+    /// Write group `g` (rows 8g .. 8g + 8) of the packing of `data` into the zeroed `out`
+    /// (padding rows stay zero: scale 0, codes 0).
+    fn fill_group(
+        t: GgmlType,
+        layout: X8Layout,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        g: usize,
+        out: &mut [u8],
+    ) {
         let nb = cols / layout.elems;
         let row_bytes = nb * layout.block;
         debug_assert_eq!(data.len(), rows * row_bytes);
@@ -183,11 +203,12 @@ impl PackedWeight {
         // Q8_0 codes are stored plus 128 (the xor flips the sign bit of each byte).
         let flip = if t == GgmlType::Q8_0 { 0x8080_8080u32 } else { 0 };
         let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        for (r, row) in data.chunks_exact(row_bytes).enumerate() {
-            let (g, lane) = (r / X8, r % X8);
-            let group = &mut out[g * nb * layout.column()..(g + 1) * nb * layout.column()];
+        let r_end = rows.min(X8 * (g + 1));
+        for (lane, row) in
+            data[X8 * g * row_bytes..r_end * row_bytes].chunks_exact(row_bytes).enumerate()
+        {
             for (blk, col) in
-                row.chunks_exact(layout.block).zip(group.chunks_exact_mut(layout.column()))
+                row.chunks_exact(layout.block).zip(out.chunks_exact_mut(layout.column()))
             {
                 if layout.sc.is_some() {
                     pack_q4k(blk, col, lane);
@@ -399,7 +420,7 @@ mod tests {
             for (rows, cols) in [(1, k), (7, 2 * k), (8, 3 * k), (13, 18 * k)] {
                 let rb = t.row_size(cols as u64).unwrap() as usize;
                 let data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
-                let p = PackedWeight::pack(t, rows, cols, &data, None).unwrap();
+                let p = PackedWeight::pack(t, rows, cols, &data, None, None).unwrap();
                 assert_eq!(p.row_bytes(), rb);
                 let size = rows.div_ceil(8) * (cols / k) * p.layout.column();
                 assert_eq!(p.bytes().len(), size);
@@ -410,7 +431,7 @@ mod tests {
                 }
             }
         }
-        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210], None).is_none());
+        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210], None, None).is_none());
     }
 
     #[test]
@@ -434,7 +455,7 @@ mod tests {
                     b[3] &= 0x3B;
                 }
             }
-            let p = PackedWeight::pack(t, rows, cols, &data, None).unwrap();
+            let p = PackedWeight::pack(t, rows, cols, &data, None, None).unwrap();
             let n = cols / 32;
             let (mut q0, mut d0, mut m0) = (vec![0u8; cols], vec![0f32; n], vec![0f32; n]);
             let (mut q1, mut d1, mut m1) = (vec![1u8; cols], vec![1f32; n], vec![1f32; n]);

@@ -136,7 +136,8 @@ fn packed_weights_match_scalar_and_mapped() {
         for (rows, cols) in [(37, 18 * k), (8, k), (1, 28 * k), (203, 48 * k)] {
             let w = weights(t, rows, cols, &mut seed);
             let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
-            let packed = CpuWeight::Packed(PackedWeight::pack(t, rows, cols, &w, None).unwrap());
+            let packed =
+                CpuWeight::Packed(PackedWeight::pack(t, rows, cols, &w, None, None).unwrap());
             let mapped = CpuWeight::Mapped(wr);
             for m in [1, 5] {
                 let x: Vec<f32> =
@@ -157,6 +158,14 @@ fn packed_weights_match_scalar_and_mapped() {
                         }
                         let what = format!("{t} {rows}x{cols} m={m} {simd:?} x{threads}");
                         assert!(err / norm < 1e-9, "{what}: nmse {:e}", err / norm);
+                        // The Cpu's own packing (parallel, into its huge-page arena) is the
+                        // same weight.
+                        let own = cpu.prepare_weight(wr).unwrap();
+                        assert!(own.is_packed(), "{what}");
+                        let mut again = vec![f32::NAN; m * rows];
+                        cpu.matmul_forced(&own, &x, m, &mut again, &mut scratch, Some(simd))
+                            .unwrap();
+                        assert!(again == got, "{what}: the Cpu's packing differs");
                         if m > 1 {
                             let mut on_mapped = vec![f32::NAN; m * rows];
                             cpu.matmul_forced(&mapped, &x, m, &mut on_mapped, &mut scratch, None)
