@@ -34,6 +34,7 @@ fn attention(c: &mut Criterion) {
         ("qwen2.5", 14, 2, 1, 4096, 1),
         ("smollm2", 9, 3, 512, 512, 1),
         ("smollm2", 9, 3, 512, 512, 2),
+        ("qwen2.5", 14, 2, 512, 512, 1),
     ];
     for (model, n_head, n_head_kv, n_q, n_cells, threads) in cases {
         let p = AttnParams { n_head, n_head_kv, head_dim: 64, scale: 0.125 };
