@@ -9,8 +9,9 @@
 //! Unsafe: every raw read is inside a block column whose bounds the entry point asserts;
 //! the intrinsics need the features the entry points enable.
 
-use super::avx2::{pf, ActRow, Dot};
+use super::avx2::{pf, Dot};
 use super::packed::{PackedWeight, X8};
+use super::ActRow;
 use std::arch::x86_64::*;
 use weft::GgmlType;
 

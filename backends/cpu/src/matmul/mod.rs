@@ -3,14 +3,20 @@
 //! - Activations are quantized once per row to the weight's dot type by the runtime's
 //!   reference quantizers (so every level multiplies the very same codes as the reference
 //!   `vec_dot`), then laid out for the SIMD kernels (see [`format`]).
-//! - m == 1 (decode) is a GEMV: output rows are split over the pool, each output is one dot
-//!   of a weight row read in its native block layout. It is bound by memory bandwidth.
+//! - m == 1 (decode) is a GEMV: output rows are split over the pool. Weights of the types
+//!   `packed.rs` covers are repacked at load, 8 rows interleaved, and read by the x8 kernels
+//!   (`avx2_x8.rs` for AVX2/AVX-512, `neon_x8.rs` for NEON); other types are read in ggml's
+//!   row-major blocks, one dot per output. It is bound by memory bandwidth.
 //! - m > 1 (prefill) is a tiled GEMM: jobs of [`GEMM_JOB_ROWS`] weight rows are unpacked and
 //!   interleaved once into a per-thread tile buffer, then multiplied with every activation
 //!   row, several rows at a time, so each weight byte loaded feeds many `vpdpbusd` lanes.
 //!
 //! Determinism: every output element is computed by exactly one kernel call whose summation
 //! order depends only on the shapes, never on the thread count or on which thread runs it.
+
+// The tiled GEMM and the row-major GEMV kernels are x86-only for now (aarch64 runs the
+// NEON x8 GEMV and the portable GEMM): their shared helpers have no caller there.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables))]
 
 mod arena;
 mod format;
@@ -29,6 +35,8 @@ mod avx2_quant;
 mod avx2_x8;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon_x8;
 
 use crate::context::{Cpu, CpuError, SendPtr};
 use crate::dispatch::CpuLevel;
@@ -226,6 +234,16 @@ impl<'a> Acts<'a> {
     }
 }
 
+/// Activation row `0` of a natural-layout [`Acts`]: codes and per-sub-block metadata (what
+/// the GEMV kernels read).
+#[derive(Clone, Copy)]
+pub(crate) struct ActRow<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub corr: &'a [i32],
+}
+
 /// A repacked tile of 4 weight rows (see [`format::interleave_tile`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Tile<'a> {
@@ -285,9 +303,12 @@ impl Cpu {
 
     /// Whether this `Cpu` repacks weights of type `t` (levels with x8 GEMV kernels).
     pub fn packs(&self, t: GgmlType) -> bool {
-        packed::X8Layout::of(t).is_some()
-            && cfg!(target_arch = "x86_64")
-            && matches!(self.level(), CpuLevel::Avx2 | CpuLevel::Avx512)
+        let level_packs = match self.level() {
+            CpuLevel::Avx2 | CpuLevel::Avx512 => cfg!(target_arch = "x86_64"),
+            CpuLevel::Neon => cfg!(target_arch = "aarch64"),
+            CpuLevel::Scalar => false,
+        };
+        level_packs && packed::X8Layout::of(t).is_some()
     }
 
     /// The weight as this `Cpu` runs it fastest: repacked when [`Self::packs`] its type
@@ -372,7 +393,9 @@ impl Cpu {
                 let work = &scratch.work;
                 match (m, w) {
                     (1, CpuWeight::Mapped(wr)) => self.gemv(simd, wr, row_bytes, acts, y, work),
-                    (1, CpuWeight::Packed(p)) => self.gemv_packed(simd, p, acts, y),
+                    (1, CpuWeight::Packed(p)) => {
+                        self.gemv_packed(p, acts, y, |p, r0, a, y| simd.gemv_x8(p, r0, a, y))
+                    }
                     _ => self.gemm(simd, src, t, rows, cols, fmt, row_bytes, acts, m, y, work),
                 }
                 return Ok(());
@@ -380,6 +403,17 @@ impl Cpu {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = forced;
+        #[cfg(target_arch = "aarch64")]
+        if let (1, CpuWeight::Packed(p), CpuLevel::Neon) = (m, w, self.level()) {
+            let layout = Some(Layout::Natural);
+            let (_, _, acts) =
+                self.quantize_acts(None, fmt, layout, cols, x, m, &mut scratch.acts)?;
+            // SAFETY: a `Cpu` of level Neon checked the machine has NEON and dotprod.
+            self.gemv_packed(p, acts, y, |p, r0, a, y| unsafe {
+                neon_x8::gemv_x8_neon(p, r0, a, y)
+            });
+            return Ok(());
+        }
         self.matmul_scalar(src, t, rows, cols, fmt, x, m, y, scratch)
     }
 
@@ -591,15 +625,18 @@ impl Cpu {
         });
     }
 
-    /// GEMV over a packed weight: groups of 8 rows split over the pool.
-    #[cfg(target_arch = "x86_64")]
-    fn gemv_packed(&self, simd: Simd, p: &PackedWeight, acts: Acts, y: &mut [f32]) {
+    /// GEMV over a packed weight: groups of 8 rows split over the pool; `kernel(p, r0, a,
+    /// y)` computes rows r0 .. r0 + y.len().
+    fn gemv_packed<K>(&self, p: &PackedWeight, acts: Acts, y: &mut [f32], kernel: K)
+    where
+        K: Fn(&PackedWeight, usize, ActRow, &mut [f32]) + Sync,
+    {
         let (qs, d, s, corr) = acts.row(0);
-        let a = avx2::ActRow { qs, d, s, corr };
+        let a = ActRow { qs, d, s, corr };
         let groups = p.rows.div_ceil(packed::X8);
         let chunk = groups.div_ceil(self.threads() * 8).max(2) * packed::X8;
         let _ = self.for_chunks(y, chunk, |_, i, yc| {
-            simd.gemv_x8(p, i * chunk, a, yc);
+            kernel(p, i * chunk, a, yc);
             Ok(())
         });
     }

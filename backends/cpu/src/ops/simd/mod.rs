@@ -177,8 +177,9 @@ impl AttnElem for f32 {
 impl Kernels {
     /// The kernel table of the CPU's level. The SIMD tables call `#[target_feature]`
     /// functions: they are sound to use because a [`crate::Cpu`] only ever holds a level
-    /// that `Cpu::new` checked the machine supports. NEON has no kernels of its own here:
-    /// the portable ones are auto-vectorised for NEON, which aarch64 always has.
+    /// that `Cpu::new` checked the machine supports. NEON has no op kernels of its own
+    /// here (its decode GEMV is `matmul/neon_x8.rs`): the portable ones are auto-vectorised
+    /// for NEON, which aarch64 always has.
     pub fn for_cpu(cpu: &crate::Cpu) -> &'static Kernels {
         match cpu.level() {
             #[cfg(target_arch = "x86_64")]

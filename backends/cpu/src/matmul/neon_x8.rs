@@ -1,0 +1,292 @@
+//! NEON (+dotprod) GEMV over x8-packed weights (`packed.rs`): the aarch64 counterpart of
+//! `avx2_x8.rs`. A group's 8 rows sit in two 128-bit registers (rows 0-3 and 4-7, one i32
+//! lane each); `sdot` multiplies 4 codes of each row by the same broadcast 4 activation
+//! codes. `sdot` is signed x signed, so codes go in as they are (0..31 for the 4- and 5-bit
+//! types, whose offset enters through the activation's `corr`), and Q8_0's stored `code + 128`
+//! is flipped back to signed (no `corr` then).
+//!
+//! `vdotq_s32` is not stable in Rust yet, so `sdot` is one line of inline assembly, enabled
+//! with the `dotprod` target feature the entry point requires (`CpuLevel::Neon` means
+//! dotprod was detected).
+//!
+//! Unsafe: every raw read is inside a block column whose bounds `group_dot` asserts.
+
+use super::packed::{PackedWeight, X8};
+use super::ActRow;
+use std::arch::aarch64::*;
+use weft::GgmlType;
+
+/// acc[i] += sum_e a[4i + e] * b[4i + e] (signed bytes).
+#[inline(always)]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: the entry point enables `dotprod`; the instruction only reads and writes the
+    // three registers.
+    unsafe {
+        std::arch::asm!(
+            "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
+            inout(vreg) acc,
+            in(vreg) a,
+            in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// 4 activation codes at `p` in every i32 lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> int8x16_t {
+    // SAFETY: the caller guarantees 4 readable bytes at `p`.
+    unsafe { vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned())) }
+}
+
+/// 4 f16 at `p` as f32.
+#[inline(always)]
+unsafe fn f16x4(p: *const u8) -> float32x4_t {
+    // SAFETY: the caller guarantees 8 readable bytes at `p`.
+    unsafe { vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p.cast()))) }
+}
+
+/// Integer sums of one 4-bit block column: rows 0-3 and 4-7.
+#[inline(always)]
+unsafe fn isum_4bit<const Q5: bool>(
+    col: *const u8,
+    qs_off: usize,
+    qh_off: usize,
+    x: *const i8,
+    init: int32x4_t,
+) -> [int32x4_t; 2] {
+    // SAFETY: the caller guarantees a whole block column at `col` and 32 codes at `x`.
+    unsafe {
+        let lo4 = vdupq_n_u8(0x0F);
+        let bit = vdupq_n_u32(0x1010_1010);
+        let mut acc = [init, init];
+        for (half, a) in acc.iter_mut().enumerate() {
+            let qh =
+                if Q5 { vld1q_u32(col.add(qh_off + 16 * half).cast()) } else { vdupq_n_u32(0) };
+            for v in 0..4 {
+                let raw = vld1q_u8(col.add(qs_off + 32 * v + 16 * half));
+                let mut lo = vandq_u8(raw, lo4);
+                let mut hi = vshrq_n_u8::<4>(raw);
+                if Q5 {
+                    // Bits 8e + k (k = v, 4 + v) to bit 4 of byte e.
+                    let b_lo = vandq_u32(vshlq_u32(qh, vdupq_n_s32(4 - v as i32)), bit);
+                    let b_hi = vandq_u32(vshlq_u32(qh, vdupq_n_s32(-(v as i32))), bit);
+                    lo = vorrq_u8(lo, vreinterpretq_u8_u32(b_lo));
+                    hi = vorrq_u8(hi, vreinterpretq_u8_u32(b_hi));
+                }
+                *a = sdot(*a, vreinterpretq_s8_u8(lo), bcast4(x.add(4 * v)));
+                *a = sdot(*a, vreinterpretq_s8_u8(hi), bcast4(x.add(16 + 4 * v)));
+            }
+        }
+        acc
+    }
+}
+
+/// Integer sums of one Q8_0 block column (stored codes + 128, flipped back to signed).
+#[inline(always)]
+unsafe fn isum_q8(col: *const u8, qs_off: usize, x: *const i8) -> [int32x4_t; 2] {
+    // SAFETY: the caller guarantees a whole block column at `col` and 32 codes at `x`.
+    unsafe {
+        let flip = vdupq_n_u8(0x80);
+        let mut acc = [vdupq_n_s32(0); 2];
+        for (half, a) in acc.iter_mut().enumerate() {
+            for g in 0..8 {
+                let w = veorq_u8(vld1q_u8(col.add(qs_off + 32 * g + 16 * half)), flip);
+                *a = sdot(*a, vreinterpretq_s8_u8(w), bcast4(x.add(4 * g)));
+            }
+        }
+        acc
+    }
+}
+
+/// One Q4_K super-block column against activation super-block `j` (see `avx2_x8.rs`).
+#[inline(always)]
+unsafe fn q4k_column(col: *const u8, a: ActRow, j: usize, acc: &mut [float32x4_t; 2]) {
+    // SAFETY: the caller guarantees a whole block column at `col`, 256 codes at
+    // a.qs[256j..] and 8 metadata values at a.d/a.s[8j..].
+    unsafe {
+        let x = a.qs.as_ptr().add(256 * j);
+        let lo4 = vdupq_n_u8(0x0F);
+        // u8 [8 rows] at `p` as i32 lanes: rows 0-3, rows 4-7.
+        let widen = |p: *const u8| {
+            let w = vmovl_u8(vld1_u8(p));
+            [
+                vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(w))),
+                vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(w))),
+            ]
+        };
+        for half in 0..2 {
+            let mut itot = vdupq_n_s32(0);
+            for pair in 0..4 {
+                let (mut l, mut h) = (vdupq_n_s32(0), vdupq_n_s32(0));
+                for v in 0..8 {
+                    let raw = vld1q_u8(col.add(160 + 32 * (8 * pair + v) + 16 * half));
+                    let lo = vreinterpretq_s8_u8(vandq_u8(raw, lo4));
+                    let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(raw));
+                    l = sdot(l, lo, bcast4(x.add(64 * pair + 4 * v)));
+                    h = sdot(h, hi, bcast4(x.add(64 * pair + 32 + 4 * v)));
+                }
+                let sl = widen(col.add(32 + 8 * (2 * pair)))[half];
+                let sh = widen(col.add(32 + 8 * (2 * pair + 1)))[half];
+                itot = vaddq_s32(itot, vaddq_s32(vmulq_s32(l, sl), vmulq_s32(h, sh)));
+            }
+            let d = vmulq_n_f32(f16x4(col.add(8 * half)), *a.d.get_unchecked(8 * j));
+            let mut mt = vdupq_n_f32(0.0);
+            for s in 0..8 {
+                let mn = vcvtq_f32_s32(widen(col.add(96 + 8 * s))[half]);
+                mt = vfmaq_n_f32(mt, mn, *a.s.get_unchecked(8 * j + s));
+            }
+            let dmin = f16x4(col.add(16 + 8 * half));
+            acc[half] = vfmaq_f32(acc[half], vcvtq_f32_s32(itot), d);
+            acc[half] = vfmsq_f32(acc[half], dmin, mt);
+        }
+    }
+}
+
+/// The 8 outputs of one group of rows: `group` is its `nb` block columns.
+#[inline(always)]
+unsafe fn group_dot(p: &PackedWeight, group: &[u8], a: ActRow) -> [f32; X8] {
+    let (t, l, nb) = (p.ggml_type, p.layout, p.nb());
+    let colb = l.column();
+    let n_sub = p.cols / 32;
+    assert!(group.len() >= nb * colb && a.qs.len() >= p.cols);
+    assert!(a.d.len() >= n_sub && a.s.len() >= n_sub && a.corr.len() >= n_sub);
+    // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[32j..] (a.qs[256j..] for
+    // Q4_K) and the activation metadata of its sub-blocks: all asserted above.
+    unsafe {
+        let mut acc = [vdupq_n_f32(0.0); 2];
+        let mut macc = [vdupq_n_f32(0.0); 2];
+        for j in 0..nb {
+            let col = group.as_ptr().add(j * colb);
+            if t == GgmlType::Q4_K {
+                q4k_column(col, a, j, &mut acc);
+                continue;
+            }
+            let x = a.qs.as_ptr().add(32 * j);
+            let corr = vdupq_n_s32(*a.corr.get_unchecked(j));
+            let zero = vdupq_n_s32(0);
+            let isum = match t {
+                GgmlType::Q4_0 => isum_4bit::<false>(col, l.qs, 0, x, corr),
+                GgmlType::Q5_0 => isum_4bit::<true>(col, l.qs, l.qh.unwrap_or(0), x, corr),
+                GgmlType::Q4_1 => isum_4bit::<false>(col, l.qs, 0, x, zero),
+                GgmlType::Q5_1 => isum_4bit::<true>(col, l.qs, l.qh.unwrap_or(0), x, zero),
+                _ => isum_q8(col, l.qs, x),
+            };
+            let da = *a.d.get_unchecked(j);
+            for half in 0..2 {
+                let d = vmulq_n_f32(f16x4(col.add(8 * half)), da);
+                acc[half] = vfmaq_f32(acc[half], vcvtq_f32_s32(isum[half]), d);
+                if let Some(mo) = l.m {
+                    let m = f16x4(col.add(mo + 8 * half));
+                    macc[half] = vfmaq_n_f32(macc[half], m, *a.s.get_unchecked(j));
+                }
+            }
+        }
+        let mut out = [0.0f32; X8];
+        vst1q_f32(out.as_mut_ptr(), vaddq_f32(acc[0], macc[0]));
+        vst1q_f32(out.as_mut_ptr().add(4), vaddq_f32(acc[1], macc[1]));
+        out
+    }
+}
+
+/// Outputs of rows `r0 .. r0 + y.len()` (`r0` a multiple of 8). Safe to call only where
+/// NEON and dotprod exist (the caller holds a `Cpu` of level `Neon`, which checked them).
+#[target_feature(enable = "neon,dotprod")]
+pub(super) fn gemv_x8_neon(p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
+    assert!(r0.is_multiple_of(X8) && r0 + y.len() <= p.rows);
+    let group_bytes = p.nb() * p.layout.column();
+    let data = p.bytes();
+    for (i, out) in y.chunks_mut(X8).enumerate() {
+        let g = r0 / X8 + i;
+        let group = &data[g * group_bytes..(g + 1) * group_bytes];
+        // SAFETY: this function enables the features the kernels need.
+        let res = unsafe { group_dot(p, group, a) };
+        out.copy_from_slice(&res[..out.len()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Cpu, CpuConfig, CpuLevel, CpuWeight, MatmulScratch, WeightRef};
+    use weft::GgmlType;
+
+    /// Random valid rows: 32-wide types through the reference quantizer, Q4_K as random
+    /// bytes with small finite scales.
+    fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let rb = t.row_size(cols as u64).unwrap() as usize;
+        let mut w: Vec<u8> = (0..rows * rb).map(|_| next() as u8).collect();
+        if t == GgmlType::Q4_K {
+            for blk in w.chunks_exact_mut(144) {
+                blk[0..2].copy_from_slice(&half::f16::from_f32(0.004).to_le_bytes());
+                blk[2..4].copy_from_slice(&half::f16::from_f32(0.003).to_le_bytes());
+            }
+            return w;
+        }
+        let src: Vec<f32> = (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
+        for row in w.chunks_exact_mut(rb) {
+            weft::quant::quantize_row(t, &src, row).unwrap();
+        }
+        w
+    }
+
+    /// The NEON x8 GEMV against the scalar reference on every packable type, with rows
+    /// that leave a partial group, and 1 and 3 threads bit-identical.
+    #[test]
+    fn neon_packed_gemv_matches_scalar() {
+        if !CpuLevel::Neon.is_supported() {
+            eprintln!("no NEON dotprod on this machine: the NEON kernels are not tested here");
+            return;
+        }
+        let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
+        let mut scratch = MatmulScratch::new();
+        let mut seed = 0x5eed_1234_abcd_0001u64;
+        for t in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q5_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_1,
+            GgmlType::Q4_K,
+        ] {
+            let k = t.block_size();
+            for (rows, cols) in [(37, 18 * k), (8, k), (203, 3 * k)] {
+                let w = weights(t, rows, cols, &mut seed);
+                let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
+                let x: Vec<f32> =
+                    (0..cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                let mut want = vec![0f32; rows];
+                scalar.matmul(&wr, &x, 1, &mut want, &mut scratch).unwrap();
+                let mut first: Option<Vec<f32>> = None;
+                for threads in [1, 3] {
+                    let cpu = Cpu::new(CpuConfig { level: Some(CpuLevel::Neon), threads }).unwrap();
+                    let pw = cpu.prepare_weight(wr).unwrap();
+                    assert!(matches!(pw, CpuWeight::Packed(_)), "{t} is packed at the NEON level");
+                    let mut got = vec![f32::NAN; rows];
+                    cpu.matmul_weight(&pw, &x, 1, &mut got, &mut scratch).unwrap();
+                    let (mut err, mut norm) = (0f64, 0f64);
+                    for (&g, &r) in got.iter().zip(&want) {
+                        err += (g as f64 - r as f64).powi(2);
+                        norm += (r as f64).powi(2);
+                    }
+                    assert!(
+                        err / norm < 1e-9,
+                        "{t} {rows}x{cols} x{threads}: nmse {:e}",
+                        err / norm
+                    );
+                    match &first {
+                        None => first = Some(got),
+                        Some(f) => assert!(f == &got, "{t} {rows}x{cols}: 1 and 3 threads differ"),
+                    }
+                }
+            }
+        }
+    }
+}
