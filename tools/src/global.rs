@@ -1,4 +1,4 @@
-//! Options given before or after any subcommand (`--models-dir`, `-v`), set once by `main` and
+//! Options given before or after any subcommand (`--models-dir`, `-v`, `--no-repack`), set once by `main` and
 //! read by the commands, so a command's `run` needs only its own arguments.
 
 use std::path::PathBuf;
@@ -10,6 +10,8 @@ pub struct Global {
     pub models_dir: Option<PathBuf>,
     /// `-v` count: 1 shows the commands weft runs (pip, python).
     pub verbose: u8,
+    /// `--no-repack`: run decode on the memory-mapped weights as they are.
+    pub no_repack: bool,
 }
 
 static GLOBAL: OnceLock<Global> = OnceLock::new();

@@ -28,6 +28,11 @@ struct Cli {
     /// More output: -v shows the commands weft runs (pip, python).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
+    /// Keep every weight in the memory-mapped file instead of repacking the decode matrices
+    /// (8 rows interleaved, in huge-page memory): faster load and page-cache sharing between
+    /// processes, slower decode (llama.cpp's --no-repack).
+    #[arg(long, global = true)]
+    no_repack: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,7 +69,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    global::init(global::Global { models_dir: cli.models_dir, verbose: cli.verbose });
+    global::init(global::Global {
+        models_dir: cli.models_dir,
+        verbose: cli.verbose,
+        no_repack: cli.no_repack,
+    });
     let result = match cli.command {
         Command::Models(c) => cmd::models::run(c),
         Command::Tokenize(a) => cmd::tokenize::run(&a),

@@ -41,3 +41,34 @@ fn smollm2_resident_memory_within_budget() {
 fn qwen_resident_memory_within_budget() {
     check("qwen2.5-0.5b");
 }
+
+/// `--no-repack` keeps every weight mapped: it runs, stays within the budget, and its
+/// logits match the repacked run's (different summation order only).
+#[test]
+fn no_repack_runs_and_matches_the_repacked_logits() {
+    let dir = std::env::temp_dir().join(format!("weft-no-repack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut logits = Vec::new();
+    for extra in [&[][..], &["--no-repack"][..]] {
+        let path = dir.join(format!("logits{}.bin", extra.len()));
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["run", "-m", "smollm2-135m", "-p", "Name three rivers.", "-n", "0"])
+            .args(["-c", "512", "-t", "2", "--logits-out"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(&path).unwrap();
+        let v: Vec<f32> =
+            bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        logits.push(v);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = (&logits[0], &logits[1]);
+    assert_eq!(a.len(), b.len());
+    let max_diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
+    assert!(max_diff < 0.5, "repacked and mapped logits differ by {max_diff}");
+    assert_eq!(argmax(a), argmax(b));
+}

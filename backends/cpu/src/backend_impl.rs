@@ -1,5 +1,7 @@
-//! [`weft::backend::Backend`] for the CPU: buffers are host vectors, weights are borrowed
-//! views of the memory-mapped GGUF file (no copy at load), ops are the `Cpu` methods.
+//! [`weft::backend::Backend`] for the CPU: buffers are host vectors; weights are borrowed
+//! views of the memory-mapped GGUF file, or, for the types the level's decode kernels read
+//! 8 rows at a time, a repacked copy (`Cpu::prepare_weight`) after which the loader releases
+//! the file's pages; ops are the `Cpu` methods.
 
 use crate::matmul::{CpuWeight, MatmulScratch, WeightRef};
 use crate::{Cpu, CpuError};

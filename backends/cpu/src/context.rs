@@ -44,6 +44,8 @@ pub struct Cpu {
     team: Team,
     /// Huge-page memory for the weights this `Cpu` repacks.
     pub(crate) arena: crate::matmul::Arena,
+    /// Whether `prepare_weight` may repack (default on).
+    pub(crate) repack: bool,
 }
 
 impl Cpu {
@@ -70,7 +72,16 @@ impl Cpu {
             pool,
             team,
             arena: Default::default(),
+            repack: true,
         })
+    }
+
+    /// With `false`, weights are never repacked: every matmul reads the memory-mapped file
+    /// as it is (faster load, pages shared with other processes mapping the same file, slower
+    /// decode).
+    pub fn with_repack(mut self, repack: bool) -> Self {
+        self.repack = repack;
+        self
     }
 
     pub fn level(&self) -> CpuLevel {

@@ -15,7 +15,7 @@ pub fn cpu(threads: usize) -> Result<Cpu> {
         }
         _ => None,
     };
-    Ok(Cpu::new(CpuConfig { level, threads })?)
+    Ok(Cpu::new(CpuConfig { level, threads })?.with_repack(!crate::global::get().no_repack))
 }
 
 /// A model name from the manifest or a path to a GGUF file; a manifest model missing from the

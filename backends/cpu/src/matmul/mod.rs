@@ -301,14 +301,15 @@ impl Cpu {
         self.matmul_forced(w, x, m, y, scratch, None)
     }
 
-    /// Whether this `Cpu` repacks weights of type `t` (levels with x8 GEMV kernels).
+    /// Whether this `Cpu` repacks weights of type `t` (levels with x8 GEMV kernels, unless
+    /// [`Cpu::with_repack`] turned it off).
     pub fn packs(&self, t: GgmlType) -> bool {
         let level_packs = match self.level() {
             CpuLevel::Avx2 | CpuLevel::Avx512 => cfg!(target_arch = "x86_64"),
             CpuLevel::Neon => cfg!(target_arch = "aarch64"),
             CpuLevel::Scalar => false,
         };
-        level_packs && packed::X8Layout::of(t).is_some()
+        self.repack && level_packs && packed::X8Layout::of(t).is_some()
     }
 
     /// The weight as this `Cpu` runs it fastest: repacked when [`Self::packs`] its type

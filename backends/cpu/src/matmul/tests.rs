@@ -162,6 +162,12 @@ fn packed_weights_match_scalar_and_mapped() {
                         // same weight.
                         let own = cpu.prepare_weight(wr).unwrap();
                         assert!(own.is_packed(), "{what}");
+                        let unpacked = Cpu::new(CpuConfig { level: Some(level), threads })
+                            .unwrap()
+                            .with_repack(false)
+                            .prepare_weight(wr)
+                            .unwrap();
+                        assert!(!unpacked.is_packed(), "{what}: with_repack(false) packed");
                         let mut again = vec![f32::NAN; m * rows];
                         cpu.matmul_forced(&own, &x, m, &mut again, &mut scratch, Some(simd))
                             .unwrap();
