@@ -62,14 +62,7 @@ impl Dot for AvxVnni {
     }
 }
 
-/// Activation row `0` of a natural-layout [`Acts`]: codes and per-sub-block metadata.
-#[derive(Clone, Copy)]
-pub(super) struct ActRow<'a> {
-    pub qs: &'a [i8],
-    pub d: &'a [f32],
-    pub s: &'a [f32],
-    pub corr: &'a [i32],
-}
+pub(super) use super::ActRow;
 
 // ---------------------------------------------------------------------------------------
 // Small helpers. All `unsafe fn`: they need AVX2/FMA/F16C and, where they take pointers,

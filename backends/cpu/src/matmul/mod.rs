@@ -25,6 +25,10 @@ mod avx2_k;
 mod avx2_quant;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_gemm;
 
 use crate::context::{Cpu, CpuError, SendPtr};
 use crate::dispatch::CpuLevel;
@@ -155,6 +159,16 @@ impl<'a> Acts<'a> {
     }
 }
 
+/// Activation row `0` of a natural-layout [`Acts`]: codes and per-sub-block metadata (what
+/// the fused GEMV kernels read).
+#[derive(Clone, Copy)]
+pub(crate) struct ActRow<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub corr: &'a [i32],
+}
+
 /// A repacked tile of 4 weight rows (see [`format::interleave_tile`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Tile<'a> {
@@ -166,20 +180,24 @@ pub(crate) struct Tile<'a> {
 }
 
 /// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 type Forced = Option<Simd>;
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 type Forced = Option<std::convert::Infallible>;
 
-/// The SIMD kernel family a `Cpu` runs.
-#[cfg(target_arch = "x86_64")]
+/// The SIMD kernel family a `Cpu` runs. The drivers (`gemv`, `gemm`, `matmul_float`: thread
+/// partition, unpacking, tiling) are shared; only the per-block kernels differ by family.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {
     /// AVX2 + FMA + F16C; `vnni` adds AVX-VNNI `vpdpbusd` on ymm.
-    Avx2 {
-        vnni: bool,
-    },
+    #[cfg(target_arch = "x86_64")]
+    Avx2 { vnni: bool },
+    #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// NEON with the dot-product extension (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 fn shape_err(detail: String) -> CpuError {
@@ -251,12 +269,16 @@ impl Cpu {
         if scratch.work.len() < self.threads() {
             scratch.work.resize_with(self.threads(), Mutex::default);
         }
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         {
             let simd = forced.or(match self.level() {
+                #[cfg(target_arch = "x86_64")]
                 CpuLevel::Avx2 => Some(Simd::Avx2 { vnni: self.extras().avx_vnni }),
+                #[cfg(target_arch = "x86_64")]
                 CpuLevel::Avx512 => Some(Simd::Avx512),
-                CpuLevel::Scalar | CpuLevel::Neon => None,
+                #[cfg(target_arch = "aarch64")]
+                CpuLevel::Neon => Some(Simd::Neon),
+                _ => None,
             });
             if let Some(simd) = simd {
                 if fmt.act == ActKind::F32 {
@@ -282,7 +304,7 @@ impl Cpu {
                 return Ok(());
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = forced;
         self.matmul_scalar(w, fmt, x, m, y, scratch)
     }
@@ -312,6 +334,7 @@ impl Cpu {
         let d = grow(&mut scratch.d, n_derived * meta_stride);
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        // aarch64 quantizes activations with the reference quantizer (no NEON one yet).
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
         let quantize = |xr: &[f32], br: &mut [u8]| {
@@ -439,7 +462,7 @@ impl Cpu {
 
     /// Float weights on a SIMD level: f32 activations, weight-row jobs split over the pool
     /// (every output's summation order is fixed by the kernel, whatever the job).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn matmul_float(&self, simd: Simd, w: &WeightRef, x: &[f32], m: usize, y: &mut [f32]) {
         const R: usize = 4;
         let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
@@ -468,7 +491,7 @@ impl Cpu {
     }
 
     /// GEMV: output rows split over the pool; each output is one dot.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn gemv(
         &self,
         simd: Simd,
@@ -479,7 +502,7 @@ impl Cpu {
         work: &[Mutex<Work>],
     ) {
         let (qs, d, s, corr) = acts.row(0);
-        let a = avx2::ActRow { qs, d, s, corr };
+        let a = ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
         let _ = self.for_chunks(y, chunk, |member, i, yc| {
@@ -492,7 +515,7 @@ impl Cpu {
 
     /// GEMM: jobs of GEMM_JOB_ROWS weight rows, each unpacked and interleaved once into the
     /// running thread's tile buffer, then multiplied with all m activation rows.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn gemm(
         &self,
         simd: Simd,
@@ -620,12 +643,16 @@ impl SyncPtr {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl Simd {
     fn tile_rows(self) -> usize {
         match self {
+            #[cfg(target_arch = "x86_64")]
             Simd::Avx2 { .. } => avx2_gemm::TILE_ROWS,
+            #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => avx512::TILE_ROWS,
+            #[cfg(target_arch = "aarch64")]
+            Simd::Neon => neon_gemm::TILE_ROWS,
         }
     }
 
@@ -635,16 +662,21 @@ impl Simd {
         cols: usize,
         w: &[u8],
         rb: usize,
-        a: avx2::ActRow,
+        a: ActRow,
         y: &mut [f32],
         wk: &mut Work,
     ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: false } => avx2::gemv_avx2(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: true } => avx2::gemv_avxvnni(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::gemv_avx512(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon::gemv_neon(t, cols, w, rb, a, y, wk),
             }
         }
     }
@@ -661,6 +693,7 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni } => {
                     let o: &mut [[f32; 4]; avx2_gemm::TILE_ROWS] =
                         (&mut out[..avx2_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
@@ -670,7 +703,14 @@ impl Simd {
                         avx2_gemm::tile_avx2(fmt, acts, r0, nr, tile, o)
                     }
                 }
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => {
+                    let o: &mut [[f32; 4]; neon_gemm::TILE_ROWS] =
+                        (&mut out[..neon_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
+                    neon_gemm::tile_neon(fmt, acts, r0, nr, tile, o)
+                }
             }
         }
     }
@@ -688,12 +728,16 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { .. } => avx2_gemm::float_rows_avx2(t, cols, w, x, m, y, ys),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon_gemm::float_rows_neon(t, cols, w, x, m, y, ys),
             }
         }
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod tests;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::context::CpuConfig;
+#[cfg(target_arch = "x86_64")]
 use crate::dispatch::CpuExtras;
 
 /// Random valid weights: 32-wide and float types through the reference quantizer,
@@ -39,19 +40,27 @@ fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
 
 /// Every SIMD kernel family this machine has, including plain AVX2 (vpmaddubsw) where
 /// the CPU also has AVX-VNNI, against the scalar level; and all SIMD families agree bit
-/// for bit (same integer sums, same f32 operation order by construction).
+/// for bit (same integer sums, same f32 operation order by construction). On aarch64 the
+/// one family is NEON.
 #[test]
 fn every_simd_family_matches_scalar_and_each_other() {
     let mut families = Vec::new();
+    #[cfg(target_arch = "aarch64")]
+    if CpuLevel::Neon.is_supported() {
+        families.push((CpuLevel::Neon, Simd::Neon));
+    }
+    #[cfg(target_arch = "x86_64")]
     if CpuLevel::Avx2.is_supported() {
         families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: false }));
         if CpuExtras::detect().avx_vnni {
             families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: true }));
         }
     }
+    #[cfg(target_arch = "x86_64")]
     if CpuLevel::Avx512.is_supported() {
         families.push((CpuLevel::Avx512, Simd::Avx512));
     }
+    assert!(!families.is_empty() || CpuLevel::detect() == CpuLevel::Scalar);
     let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
     let mut scratch = MatmulScratch::new();
     let mut seed = 0x1234_5678_9abc_def1u64;
@@ -106,6 +115,7 @@ fn every_simd_family_matches_scalar_and_each_other() {
 /// The SIMD activation quantizers write the reference's bytes exactly: random rows,
 /// exact rounding ties, zero blocks, magnitude ties, and rows the reference must take
 /// (non-finite values) are reported as such.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_quantizers_are_bit_exact() {
     if !CpuLevel::Avx2.is_supported() {
