@@ -23,8 +23,11 @@ fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
         GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
         GgmlType::Q6_K => &[208],
         _ => {
-            let src: Vec<f32> = (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
+            // A different source row per weight row: a kernel that mixes up weight rows
+            // (tile lanes, row offsets) must not pass by accident.
             for row in w.chunks_exact_mut(rb) {
+                let src: Vec<f32> =
+                    (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
                 weft::quant::quantize_row(t, &src, row).unwrap();
             }
             return w;
