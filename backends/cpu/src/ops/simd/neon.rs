@@ -120,9 +120,8 @@ pub(crate) fn rope_neox(head: &mut [f32], cos: &[f32], sin: &[f32]) {
     for (((a, b), c), s) in lc.iter_mut().zip(hc.iter_mut()).zip(cc).zip(sc) {
         let (x0, x1, c, s) = (load(a), load(b), load(c), load(s));
         // SAFETY: register-only NEON operations.
-        let (na, nb) = unsafe {
-            (vfmsq_f32(vmulq_f32(x0, c), x1, s), vfmaq_f32(vmulq_f32(x1, c), x0, s))
-        };
+        let (na, nb) =
+            unsafe { (vfmsq_f32(vmulq_f32(x0, c), x1, s), vfmaq_f32(vmulq_f32(x1, c), x0, s)) };
         store(a, na);
         store(b, nb);
     }
