@@ -134,4 +134,17 @@ mod tests {
         assert!(CpuLevel::detect().is_supported());
         assert!(CpuLevel::available().contains(&CpuLevel::Scalar));
     }
+
+    /// CI states the level a run must detect (`WEFT_EXPECT_LEVEL=neon` under qemu with
+    /// `-cpu max`), so the conformance tests cannot silently cover only the scalar level.
+    #[test]
+    fn detected_level_is_the_expected_one() {
+        let Ok(want) = std::env::var("WEFT_EXPECT_LEVEL") else {
+            eprintln!("WEFT_EXPECT_LEVEL not set: nothing to compare");
+            return;
+        };
+        let want = CpuLevel::parse(&want).expect("WEFT_EXPECT_LEVEL names a level");
+        assert_eq!(CpuLevel::detect(), want);
+        assert!(CpuLevel::available().contains(&want));
+    }
 }
