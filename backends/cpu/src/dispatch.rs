@@ -3,7 +3,7 @@
 //! Kernels are compiled for every level with `#[target_feature(enable = ...)]` and chosen at
 //! run time: a default build never silently runs scalar code, and no build crashes on an
 //! older CPU. A level can be forced (tests, benchmarks) with [`CpuLevel::parse`] — the tools
-//! read `WEFT_CPU=scalar|avx2|avx512` and pass it in; this crate never reads the environment.
+//! read `WEFT_CPU=scalar|avx2|avx512|neon` and pass it in; this crate never reads the environment.
 
 use std::fmt;
 
