@@ -3,7 +3,7 @@
 //! Kernels are compiled for every level with `#[target_feature(enable = ...)]` and chosen at
 //! run time: a default build never silently runs scalar code, and no build crashes on an
 //! older CPU. A level can be forced (tests, benchmarks) with [`CpuLevel::parse`] — the tools
-//! read `WEFT_CPU=scalar|avx2|avx512` and pass it in; this crate never reads the environment.
+//! read `WEFT_CPU=scalar|avx2|avx512|neon` and pass it in; this crate never reads the environment.
 
 use std::fmt;
 
@@ -133,5 +133,18 @@ mod tests {
     fn detected_level_is_supported() {
         assert!(CpuLevel::detect().is_supported());
         assert!(CpuLevel::available().contains(&CpuLevel::Scalar));
+    }
+
+    /// CI states the level a run must detect (`WEFT_EXPECT_LEVEL=neon` under qemu with
+    /// `-cpu max`), so the conformance tests cannot silently cover only the scalar level.
+    #[test]
+    fn detected_level_is_the_expected_one() {
+        let Ok(want) = std::env::var("WEFT_EXPECT_LEVEL") else {
+            eprintln!("WEFT_EXPECT_LEVEL not set: nothing to compare");
+            return;
+        };
+        let want = CpuLevel::parse(&want).expect("WEFT_EXPECT_LEVEL names a level");
+        assert_eq!(CpuLevel::detect(), want);
+        assert!(CpuLevel::available().contains(&want));
     }
 }

@@ -14,9 +14,12 @@
 //! Determinism: every output element is computed by exactly one kernel call whose summation
 //! order depends only on the shapes, never on the thread count or on which thread runs it.
 
-// The tiled GEMM and the row-major GEMV kernels are x86-only for now (aarch64 runs the
-// NEON x8 GEMV and the portable GEMM): their shared helpers have no caller there.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables))]
+// Elsewhere than x86-64 and aarch64 only the portable path runs: the SIMD drivers'
+// shared helpers have no caller there.
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code, unused_variables)
+)]
 
 mod arena;
 mod format;
@@ -35,6 +38,10 @@ mod avx2_quant;
 mod avx2_x8;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_gemm;
 #[cfg(target_arch = "aarch64")]
 mod neon_x8;
 
@@ -255,20 +262,24 @@ pub(crate) struct Tile<'a> {
 }
 
 /// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 type Forced = Option<Simd>;
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 type Forced = Option<std::convert::Infallible>;
 
-/// The SIMD kernel family a `Cpu` runs.
-#[cfg(target_arch = "x86_64")]
+/// The SIMD kernel family a `Cpu` runs. The drivers (`gemv`, `gemm`, `matmul_float`: thread
+/// partition, unpacking, tiling) are shared; only the per-block kernels differ by family.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Simd {
     /// AVX2 + FMA + F16C; `vnni` adds AVX-VNNI `vpdpbusd` on ymm.
-    Avx2 {
-        vnni: bool,
-    },
+    #[cfg(target_arch = "x86_64")]
+    Avx2 { vnni: bool },
+    #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// NEON with the dot-product extension (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
 }
 
 fn shape_err(detail: String) -> CpuError {
@@ -366,12 +377,16 @@ impl Cpu {
         if scratch.work.len() < self.threads() {
             scratch.work.resize_with(self.threads(), Mutex::default);
         }
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         {
             let simd = forced.or(match self.level() {
+                #[cfg(target_arch = "x86_64")]
                 CpuLevel::Avx2 => Some(Simd::Avx2 { vnni: self.extras().avx_vnni }),
+                #[cfg(target_arch = "x86_64")]
                 CpuLevel::Avx512 => Some(Simd::Avx512),
-                CpuLevel::Scalar | CpuLevel::Neon => None,
+                #[cfg(target_arch = "aarch64")]
+                CpuLevel::Neon => Some(Simd::Neon),
+                _ => None,
             });
             if let Some(simd) = simd {
                 if fmt.act == ActKind::F32 {
@@ -402,19 +417,8 @@ impl Cpu {
                 return Ok(());
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = forced;
-        #[cfg(target_arch = "aarch64")]
-        if let (1, CpuWeight::Packed(p), CpuLevel::Neon) = (m, w, self.level()) {
-            let layout = Some(Layout::Natural);
-            let (_, _, acts) =
-                self.quantize_acts(None, fmt, layout, cols, x, m, &mut scratch.acts)?;
-            // SAFETY: a `Cpu` of level Neon checked the machine has NEON and dotprod.
-            self.gemv_packed(p, acts, y, |p, r0, a, y| unsafe {
-                neon_x8::gemv_x8_neon(p, r0, a, y)
-            });
-            return Ok(());
-        }
         self.matmul_scalar(src, t, rows, cols, fmt, x, m, y, scratch)
     }
 
@@ -443,6 +447,7 @@ impl Cpu {
         let d = grow(&mut scratch.d, n_derived * meta_stride);
         let s = grow(&mut scratch.s, n_derived * meta_stride);
         let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        // aarch64 quantizes activations with the reference quantizer (no NEON one yet).
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
         let quantize = |xr: &[f32], br: &mut [u8]| {
@@ -575,7 +580,7 @@ impl Cpu {
 
     /// Float weights on a SIMD level: f32 activations, weight-row jobs split over the pool
     /// (every output's summation order is fixed by the kernel, whatever the job).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn matmul_float(&self, simd: Simd, w: &WeightRef, x: &[f32], m: usize, y: &mut [f32]) {
         const R: usize = 4;
         let (t, rows, cols) = (w.ggml_type, w.rows, w.cols);
@@ -604,7 +609,7 @@ impl Cpu {
     }
 
     /// GEMV: output rows split over the pool; each output is one dot.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     fn gemv(
         &self,
         simd: Simd,
@@ -615,7 +620,7 @@ impl Cpu {
         work: &[Mutex<Work>],
     ) {
         let (qs, d, s, corr) = acts.row(0);
-        let a = avx2::ActRow { qs, d, s, corr };
+        let a = ActRow { qs, d, s, corr };
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
         let _ = self.for_chunks(y, chunk, |member, i, yc| {
@@ -644,7 +649,7 @@ impl Cpu {
 
     /// GEMM: jobs of GEMM_JOB_ROWS weight rows, each unpacked and interleaved once into the
     /// running thread's tile buffer, then multiplied with all m activation rows.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
@@ -795,12 +800,16 @@ impl SyncPtr {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 impl Simd {
     fn tile_rows(self) -> usize {
         match self {
+            #[cfg(target_arch = "x86_64")]
             Simd::Avx2 { .. } => avx2_gemm::TILE_ROWS,
+            #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => avx512::TILE_ROWS,
+            #[cfg(target_arch = "aarch64")]
+            Simd::Neon => neon_gemm::TILE_ROWS,
         }
     }
 
@@ -810,27 +819,37 @@ impl Simd {
         cols: usize,
         w: &[u8],
         rb: usize,
-        a: avx2::ActRow,
+        a: ActRow,
         y: &mut [f32],
         wk: &mut Work,
     ) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: false } => avx2::gemv_avx2(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: true } => avx2::gemv_avxvnni(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::gemv_avx512(t, cols, w, rb, a, y, wk),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon::gemv_neon(t, cols, w, rb, a, y, wk),
             }
         }
     }
 
-    fn gemv_x8(self, p: &PackedWeight, r0: usize, a: avx2::ActRow, y: &mut [f32]) {
+    fn gemv_x8(self, p: &PackedWeight, r0: usize, a: ActRow, y: &mut [f32]) {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: false } => avx2_x8::gemv_x8_avx2(p, r0, a, y),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni: true } => avx2_x8::gemv_x8_avxvnni(p, r0, a, y),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx2_x8::gemv_x8_avx512(p, r0, a, y),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon_x8::gemv_x8_neon(p, r0, a, y),
             }
         }
     }
@@ -847,6 +866,7 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { vnni } => {
                     let o: &mut [[f32; 4]; avx2_gemm::TILE_ROWS] =
                         (&mut out[..avx2_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
@@ -856,7 +876,14 @@ impl Simd {
                         avx2_gemm::tile_avx2(fmt, acts, r0, nr, tile, o)
                     }
                 }
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => {
+                    let o: &mut [[f32; 4]; neon_gemm::TILE_ROWS] =
+                        (&mut out[..neon_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
+                    neon_gemm::tile_neon(fmt, acts, r0, nr, tile, o)
+                }
             }
         }
     }
@@ -874,12 +901,16 @@ impl Simd {
         // SAFETY: a `Cpu` only holds a level its machine supports.
         unsafe {
             match self {
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx2 { .. } => avx2_gemm::float_rows_avx2(t, cols, w, x, m, y, ys),
+                #[cfg(target_arch = "x86_64")]
                 Simd::Avx512 => avx512::float_rows_avx512(t, cols, w, x, m, y, ys),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon_gemm::float_rows_neon(t, cols, w, x, m, y, ys),
             }
         }
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod tests;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::context::CpuConfig;
+#[cfg(target_arch = "x86_64")]
 use crate::dispatch::CpuExtras;
 
 /// Random valid weights: 32-wide and float types through the reference quantizer,
@@ -22,8 +23,11 @@ fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
         GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
         GgmlType::Q6_K => &[208],
         _ => {
-            let src: Vec<f32> = (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
+            // A different source row per weight row: a kernel that mixes up weight rows
+            // (tile lanes, row offsets) must not pass by accident.
             for row in w.chunks_exact_mut(rb) {
+                let src: Vec<f32> =
+                    (0..cols).map(|_| (next() % 2000) as f32 / 1000.0 - 1.0).collect();
                 weft::quant::quantize_row(t, &src, row).unwrap();
             }
             return w;
@@ -37,21 +41,36 @@ fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
     w
 }
 
-/// Every SIMD kernel family this machine has, including plain AVX2 (vpmaddubsw) where
-/// the CPU also has AVX-VNNI, against the scalar level; and all SIMD families agree bit
-/// for bit (same integer sums, same f32 operation order by construction).
-#[test]
-fn every_simd_family_matches_scalar_and_each_other() {
+/// Every SIMD kernel family this machine has (plain AVX2 too where the CPU also has
+/// AVX-VNNI), with the level a `Cpu` needs to run it.
+fn families() -> Vec<(CpuLevel, Simd)> {
     let mut families = Vec::new();
+    #[cfg(target_arch = "aarch64")]
+    if CpuLevel::Neon.is_supported() {
+        families.push((CpuLevel::Neon, Simd::Neon));
+    }
+    #[cfg(target_arch = "x86_64")]
     if CpuLevel::Avx2.is_supported() {
         families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: false }));
         if CpuExtras::detect().avx_vnni {
             families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: true }));
         }
     }
+    #[cfg(target_arch = "x86_64")]
     if CpuLevel::Avx512.is_supported() {
         families.push((CpuLevel::Avx512, Simd::Avx512));
     }
+    families
+}
+
+/// Every SIMD kernel family this machine has, including plain AVX2 (vpmaddubsw) where
+/// the CPU also has AVX-VNNI, against the scalar level; and all SIMD families agree bit
+/// for bit (same integer sums, same f32 operation order by construction). On aarch64 the
+/// one family is NEON.
+#[test]
+fn every_simd_family_matches_scalar_and_each_other() {
+    let families = families();
+    assert!(!families.is_empty() || CpuLevel::detect() == CpuLevel::Scalar);
     let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
     let mut scratch = MatmulScratch::new();
     let mut seed = 0x1234_5678_9abc_def1u64;
@@ -110,16 +129,7 @@ fn every_simd_family_matches_scalar_and_each_other() {
 /// the mapped weight, and the embedding lookup identical to the mapped one.
 #[test]
 fn packed_weights_match_scalar_and_mapped() {
-    let mut families = Vec::new();
-    if CpuLevel::Avx2.is_supported() {
-        families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: false }));
-        if CpuExtras::detect().avx_vnni {
-            families.push((CpuLevel::Avx2, Simd::Avx2 { vnni: true }));
-        }
-    }
-    if CpuLevel::Avx512.is_supported() {
-        families.push((CpuLevel::Avx512, Simd::Avx512));
-    }
+    let families = families();
     let scalar = Cpu::new(CpuConfig { level: Some(CpuLevel::Scalar), threads: 1 }).unwrap();
     let mut scratch = MatmulScratch::new();
     let mut seed = 0x0bad_cafe_1234_5678u64;
@@ -204,6 +214,7 @@ fn packed_weights_match_scalar_and_mapped() {
 /// The SIMD activation quantizers write the reference's bytes exactly: random rows,
 /// exact rounding ties, zero blocks, magnitude ties, and rows the reference must take
 /// (non-finite values) are reported as such.
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_quantizers_are_bit_exact() {
     if !CpuLevel::Avx2.is_supported() {

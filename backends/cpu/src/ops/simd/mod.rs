@@ -19,6 +19,8 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
 pub(crate) mod extras;
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon;
 pub(crate) mod scalar;
 
 /// Keys whose logits are computed together before their V rows are accumulated: the score
@@ -177,15 +179,16 @@ impl AttnElem for f32 {
 impl Kernels {
     /// The kernel table of the CPU's level. The SIMD tables call `#[target_feature]`
     /// functions: they are sound to use because a [`crate::Cpu`] only ever holds a level
-    /// that `Cpu::new` checked the machine supports. NEON has no op kernels of its own
-    /// here (its decode GEMV is `matmul/neon_x8.rs`): the portable ones are auto-vectorised
-    /// for NEON, which aarch64 always has.
+    /// that `Cpu::new` checked the machine supports. The NEON table has its own elementwise,
+    /// norm, RoPE, softmax and f16 kernels, and the portable attention.
     pub fn for_cpu(cpu: &crate::Cpu) -> &'static Kernels {
         match cpu.level() {
             #[cfg(target_arch = "x86_64")]
             crate::CpuLevel::Avx512 => &avx512::KERNELS,
             #[cfg(target_arch = "x86_64")]
             crate::CpuLevel::Avx2 => &avx2::KERNELS,
+            #[cfg(target_arch = "aarch64")]
+            crate::CpuLevel::Neon => &neon::KERNELS,
             _ => &scalar::KERNELS,
         }
     }
