@@ -5,34 +5,17 @@
 //! types, whose offset enters through the activation's `corr`), and Q8_0's stored `code + 128`
 //! is flipped back to signed (no `corr` then).
 //!
-//! `vdotq_s32` is not stable in Rust yet, so `sdot` is one line of inline assembly, enabled
-//! with the `dotprod` target feature the entry point requires (`CpuLevel::Neon` means
-//! dotprod was detected).
+//! `vdotq_s32` is not stable in Rust yet, so `sdot` is `neon.rs`'s one line of inline
+//! assembly, enabled with the `dotprod` target feature the entry point requires
+//! (`CpuLevel::Neon` means dotprod was detected).
 //!
 //! Unsafe: every raw read is inside a block column whose bounds `group_dot` asserts.
 
+use super::neon::sdot;
 use super::packed::{PackedWeight, X8};
 use super::ActRow;
 use std::arch::aarch64::*;
 use weft::GgmlType;
-
-/// acc[i] += sum_e a[4i + e] * b[4i + e] (signed bytes).
-#[inline(always)]
-unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
-    // SAFETY: the entry point enables `dotprod`; the instruction only reads and writes the
-    // three registers.
-    unsafe {
-        std::arch::asm!(
-            "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
-            inout(vreg) acc,
-            in(vreg) a,
-            in(vreg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
-    }
-    acc
-}
 
 /// 4 activation codes at `p` in every i32 lane.
 #[inline(always)]
