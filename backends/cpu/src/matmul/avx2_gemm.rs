@@ -29,16 +29,7 @@ unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
     out: &mut [[f32; 4]; TILE_ROWS],
 ) {
     let bs = CH * 4;
-    let ng = acts.meta_stride / GROUP;
-    assert!(R <= TILE_ROWS && bs == fmt.bs);
-    assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(
-        acts.d.len() >= (r0 + R) * acts.meta_stride
-            && acts.corr.len() >= (r0 + R) * acts.meta_stride
-    );
-    assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
-    assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
-    assert!(!fmt.has_min || tile.m.len() >= ng * 16);
+    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
     // Q8_0 codes (w + 128) overflow vpmaddubsw: that path recovers the signed weight and
     // uses |w| x sign(a, w) instead of the offset.
     let signed = fmt.off == 128 && !D::FULL_U8;

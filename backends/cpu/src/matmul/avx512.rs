@@ -59,16 +59,7 @@ unsafe fn tile_kernel<const R: usize, const CH: usize>(
     out: &mut [[f32; 4]; TILE_ROWS],
 ) {
     let bs = CH * 4;
-    let ng = acts.meta_stride / GROUP;
-    assert!(R <= TILE_ROWS && bs == fmt.bs);
-    assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(
-        acts.d.len() >= (r0 + R) * acts.meta_stride
-            && acts.corr.len() >= (r0 + R) * acts.meta_stride
-    );
-    assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
-    assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
-    assert!(!fmt.has_min || tile.m.len() >= ng * 16);
+    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
     // SAFETY: group g reads tile bytes [g*CH*64, (g+1)*CH*64), tile metadata [16g, 16g+16),
     // activation bytes [g*GROUP*bs, (g+1)*GROUP*bs) of rows r0..r0+R and their metadata
     // [4g, 4g+4): all within the lengths asserted above.

@@ -261,6 +261,36 @@ pub(crate) struct Tile<'a> {
     pub m: &'a [f32],
 }
 
+impl Tile<'_> {
+    /// The bounds every level's GEMM microkernel relies on, asserted once here: `rows`
+    /// activation rows from `r0` (at most `max_rows`, the level's tile height) of `acts`,
+    /// chunks of `ch` x 4 bytes per sub-block, against this tile. Returns the group count.
+    #[inline(always)]
+    pub(crate) fn check(
+        &self,
+        fmt: SubFormat,
+        acts: &Acts,
+        r0: usize,
+        rows: usize,
+        ch: usize,
+        max_rows: usize,
+    ) -> usize {
+        let bs = ch * 4;
+        let ng = acts.meta_stride / format::GROUP;
+        let meta = (r0 + rows) * acts.meta_stride;
+        assert!(rows <= max_rows && bs == fmt.bs);
+        assert!(
+            acts.qs.len() >= (r0 + rows) * acts.q_stride
+                && acts.q_stride >= ng * format::GROUP * bs
+        );
+        assert!(acts.d.len() >= meta && acts.corr.len() >= meta);
+        assert!(!fmt.has_min || acts.s.len() >= meta);
+        assert!(self.q.len() >= ng * ch * 64 && self.d.len() >= ng * 16);
+        assert!(!fmt.has_min || self.m.len() >= ng * 16);
+        ng
+    }
+}
+
 /// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 type Forced = Option<Simd>;

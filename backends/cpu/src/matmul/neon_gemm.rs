@@ -32,16 +32,7 @@ unsafe fn tile_kernel<const R: usize, const CH: usize>(
     out: &mut [[f32; 4]; TILE_ROWS],
 ) {
     let bs = CH * 4;
-    let ng = acts.meta_stride / GROUP;
-    assert!(R <= TILE_ROWS && bs == fmt.bs);
-    assert!(acts.qs.len() >= (r0 + R) * acts.q_stride && acts.q_stride >= ng * GROUP * bs);
-    assert!(
-        acts.d.len() >= (r0 + R) * acts.meta_stride
-            && acts.corr.len() >= (r0 + R) * acts.meta_stride
-    );
-    assert!(!fmt.has_min || acts.s.len() >= (r0 + R) * acts.meta_stride);
-    assert!(tile.q.len() >= ng * CH * 64 && tile.d.len() >= ng * 16);
-    assert!(!fmt.has_min || tile.m.len() >= ng * 16);
+    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
     // Q8_0 codes are w ^ 0x80: flipping the bit back gives the signed weights `sdot` takes,
     // so no offset correction is needed. Other codes are below 128 and used as they are.
     let signed = fmt.off == 128;
