@@ -41,6 +41,16 @@ fn weights(t: GgmlType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
     w
 }
 
+/// Normalised mean squared error of `got` against `want`.
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let (mut err, mut norm) = (0f64, 0f64);
+    for (&g, &r) in got.iter().zip(want) {
+        err += (g as f64 - r as f64).powi(2);
+        norm += (r as f64).powi(2);
+    }
+    err / norm
+}
+
 /// Every SIMD kernel family this machine has (plain AVX2 too where the CPU also has
 /// AVX-VNNI), with the level a `Cpu` needs to run it.
 fn families() -> Vec<(CpuLevel, Simd)> {
@@ -104,12 +114,8 @@ fn every_simd_family_matches_scalar_and_each_other() {
                 let mut got = vec![f32::NAN; m * rows];
                 let mapped = CpuWeight::Mapped(wr);
                 cpu.matmul_forced(&mapped, &x, m, &mut got, &mut scratch, Some(simd)).unwrap();
-                let (mut err, mut norm) = (0f64, 0f64);
-                for (&g, &r) in got.iter().zip(&want) {
-                    err += (g as f64 - r as f64).powi(2);
-                    norm += (r as f64).powi(2);
-                }
-                assert!(err / norm < 1e-9, "{t} m={m} {simd:?}: nmse {:e}", err / norm);
+                let e = nmse(&got, &want);
+                assert!(e < 1e-9, "{t} m={m} {simd:?}: nmse {e:e}");
                 match &first {
                     None => first = Some(got),
                     Some(f) => assert!(
@@ -161,13 +167,9 @@ fn packed_weights_match_scalar_and_mapped() {
                         let mut got = vec![f32::NAN; m * rows];
                         cpu.matmul_forced(&packed, &x, m, &mut got, &mut scratch, Some(simd))
                             .unwrap();
-                        let (mut err, mut norm) = (0f64, 0f64);
-                        for (&g, &r) in got.iter().zip(&want) {
-                            err += (g as f64 - r as f64).powi(2);
-                            norm += (r as f64).powi(2);
-                        }
+                        let e = nmse(&got, &want);
                         let what = format!("{t} {rows}x{cols} m={m} {simd:?} x{threads}");
-                        assert!(err / norm < 1e-9, "{what}: nmse {:e}", err / norm);
+                        assert!(e < 1e-9, "{what}: nmse {e:e}");
                         // The Cpu's own packing (parallel, into its huge-page arena) is the
                         // same weight.
                         let own = cpu.prepare_weight(wr).unwrap();
