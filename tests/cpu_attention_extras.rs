@@ -120,7 +120,9 @@ impl Case {
             let what = format!("{what} [{level:?}]");
             let a = self.run(Some(&one), mask, pieces);
             let b = self.run(Some(&two), mask, pieces);
-            assert_nmse(&a.out, &want.out, 1e-9, &format!("{what} out"));
+            // f16 cache: probabilities are rounded to f16 (ggml's precision); the kernel's and
+            // the reference's may round a value near a boundary differently.
+            assert_nmse(&a.out, &want.out, 1e-7, &format!("{what} out"));
             assert_abs(&a.scores, &want.scores, 2e-5, &format!("{what} scores"));
             assert_abs(&a.entropy, &want.entropy, 2e-4, &format!("{what} entropy"));
             assert_nmse(&a.abs, &want.abs, 1e-11, &format!("{what} mean |logit|"));
@@ -285,7 +287,8 @@ fn dropping_pieces_equals_softmax_over_kept_keys() {
     let kept = l.attn_mask_for_query(Some(&keep)).unwrap();
     for (level, one, _) in backends() {
         let got = c.run(Some(&one), &kept.as_mask(), l.pieces());
-        assert_nmse(&got.out, &want, 1e-9, &format!("{level:?} kept-keys softmax"));
+        // `want` has unrounded probabilities; the f16 cache rounds them (ggml's precision).
+        assert_nmse(&got.out, &want, 1e-6, &format!("{level:?} kept-keys softmax"));
         // Dropped pieces get no probability mass.
         for s in got.scores.chunks(4) {
             for m in 0..4 {
@@ -468,7 +471,7 @@ fn ape_and_scoring_pass_match_reference() {
                     let what = format!("{what} [{level:?}] ranges {:?}", m.ranges);
                     let a = c.run_opts(Some(&one), &mask, l.pieces(), Some(ape), false);
                     let b = c.run_opts(Some(&two), &mask, l.pieces(), Some(ape), false);
-                    assert_nmse(&a.out, &want.out, 1e-9, &format!("{what} ape out"));
+                    assert_nmse(&a.out, &want.out, 1e-7, &format!("{what} ape out"));
                     assert_abs(&a.scores, &want.scores, 2e-5, &format!("{what} ape scores"));
                     assert_abs(&a.entropy, &want.entropy, 2e-4, &format!("{what} ape entropy"));
                     assert_nmse(&a.abs, &want.abs, 1e-11, &format!("{what} ape |logit|"));
@@ -492,7 +495,8 @@ fn ape_and_scoring_pass_match_reference() {
     for (_, one, _) in backends() {
         let a = c.run_opts(Some(&one), &m.as_mask(), l.pieces(), Some(unit), false);
         let b = c.run(Some(&one), &m.as_mask(), l.pieces());
-        assert_nmse(&a.out, &b.out, 1e-10, "ape T=S=1 out");
+        // Each APE block rounds its own probabilities to f16: equal up to that rounding.
+        assert_nmse(&a.out, &b.out, 1e-6, "ape T=S=1 out");
         assert_abs(&a.entropy, &b.entropy, 1e-4, "ape T=S=1 entropy");
         assert_abs(&a.scores, &b.scores, 1e-6, "ape T=S=1 scores");
     }

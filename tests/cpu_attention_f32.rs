@@ -106,14 +106,15 @@ impl Case {
         }
     }
 
-    /// K/V drawn as f16 and widened (exactly representable in f16).
+    /// Q/K/V drawn as f16 and widened (exactly representable in f16: over an f16 cache the
+    /// query is rounded to f16, see `reference::ggml_f16`).
     fn representable(rng: &mut Rng, p: AttnParams, n_q: usize, n_cells: usize) -> Case {
         let n = n_cells * p.n_head_kv * p.head_dim;
         let widen = |v: Vec<f16>| v.iter().map(|x| x.to_f32()).collect();
         Case {
             p,
             n_q,
-            q: rng.vec(n_q * p.n_head * p.head_dim, 1.5),
+            q: widen(rng.vec_f16(n_q * p.n_head * p.head_dim, 1.5)),
             k: widen(rng.vec_f16(n, 1.0)),
             v: widen(rng.vec_f16(n, 1.0)),
         }
@@ -292,7 +293,9 @@ fn f32_kv_extras_ape_and_scores_only_match_reference() {
 }
 
 /// On values exactly representable in f16, f32-KV attention is the f16 kernel of the same
-/// level bit for bit: plain (causal and ranges) and every extras variant.
+/// level bit for bit in every extra (scores, entropy, mean |logit|), and its output equals
+/// the f16 kernel's up to the f16 rounding of the probabilities (`reference::ggml_f16`):
+/// plain (causal and ranges) and every extras variant.
 #[test]
 fn f32_kv_equals_f16_kv_on_representable_values() {
     let mut rng = Rng(43);
@@ -317,7 +320,9 @@ fn f32_kv_equals_f16_kv_on_representable_values() {
                     let (mut a, mut b) = (vec![0.0; c.q.len()], vec![0.0; c.q.len()]);
                     one.attention(&c.q, &c.k, &c.v, &p, mask, &mut a).unwrap();
                     one.attention(&c.q, &k16, &v16, &p, mask, &mut b).unwrap();
-                    assert_bits_eq(&a, &b, &format!("{what} plain f32 vs f16"));
+                    // Over f16 the probabilities are rounded to f16 as ggml does
+                    // (`reference::ggml_f16`): equal up to that rounding.
+                    assert_nmse(&b, &a, 1e-6, &format!("{what} plain f32 vs f16"));
                     for (ape, so) in
                         [(None, false), (Some(ape), false), (None, true), (Some(ape), true)]
                     {
@@ -325,7 +330,7 @@ fn f32_kv_equals_f16_kv_on_representable_values() {
                         let y = run_extras(Some(&one), &c, &k16, &v16, mask, &pieces, ape, so);
                         let what = format!("{what} ape {} scores_only {so}", ape.is_some());
                         if !so {
-                            assert_bits_eq(&x.out, &y.out, &format!("{what} out"));
+                            assert_nmse(&y.out, &x.out, 1e-6, &format!("{what} out"));
                         }
                         assert_bits_eq(&x.scores, &y.scores, &format!("{what} scores"));
                         assert_bits_eq(&x.entropy, &y.entropy, &format!("{what} entropy"));

@@ -250,7 +250,9 @@ fn check_attention(
         let (mut a, mut b) = (vec![f32::NAN; q.len()], vec![f32::NAN; q.len()]);
         one.attention(&q, &k, &v, p, mask, &mut a).unwrap();
         two.attention(&q, &k, &v, p, mask, &mut b).unwrap();
-        assert_close(&a, &want, 1e-10, &what);
+        // The f16 cache rounds the probabilities to f16 (`reference::ggml_f16`); a kernel and
+        // the reference may round one near a boundary differently (2^-11 of that weight).
+        assert_close(&a, &want, 1e-8, &what);
         assert_bits_eq(&a, &b, &what);
     }
 }
@@ -397,7 +399,7 @@ fn attention_never_reads_masked_cells() {
             assert_close(
                 &got[row.clone()],
                 &want[row],
-                1e-10,
+                1e-8,
                 &format!("masked cells {level} row {i}"),
             );
         }

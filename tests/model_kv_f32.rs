@@ -1,6 +1,7 @@
 //! The whole model with an f32 KV cache (`EngineConfig::kv_type = KvType::F32`) on both
 //! default models: last-position logits against llama.cpp's references (the rules of
-//! `model_parity.rs`: KL(reference ‖ weft) ≤ 0.01, top-1 equal except at a near tie), f32
+//! `model_parity.rs`, top-1 equal except at a near tie, with KL(reference ‖ weft) ≤ 0.02:
+//! see `KL_MAX`), f32
 //! vs f16 KV close over prefill and decode steps, and the document cache with f32 entries
 //! (round trip through memory and disk bit-exact; f16 entries, v1 files and files of the
 //! other type are never used for an f32 engine, and the reverse). 2 threads, as the
@@ -19,7 +20,13 @@ use weft::tokenizer::Tokenizer;
 use weft::KvType;
 use weft_cpu::{Cpu, CpuConfig};
 
-const KL_MAX: f64 = 0.01;
+/// The references were made with llama.cpp's f16 cache, so an f32 cache is a different
+/// computation from theirs: its KL against them includes the f16 rounding of K, V, the query
+/// and the probabilities that the f16 path reproduces (`reference::ggml_f16`), amplified by
+/// the models' Q8 activation quantization (see `KL_F16_F32_MAX`). Measured up to 0.0143 on
+/// SmolLM2 (AVX2 level, 2026-11-24) against ≤ 0.0083 for the f16 cache at every level;
+/// the 0.01 is the f16 (default) configuration's bound, held in `model_parity.rs`.
+const KL_MAX: f64 = 0.02;
 /// Candidates whose logits differ by less than this are a near tie (see `model_parity.rs`).
 const NEAR_TIE: f32 = 0.15;
 /// f32 vs f16 KV on the same tokens. The caches differ only by f16 rounding of K and V, but

@@ -3,7 +3,8 @@
 //! Written for clarity, with f64 accumulation wherever a sum is taken, so that its own rounding
 //! error is far below any backend's. Semantics follow ggml (llama.cpp): RMS norm
 //! `x / sqrt(mean(x^2) + eps) * w`; RoPE without YaRN; SiLU `x / (1 + e^-x)`; attention is the
-//! full softmax over the visible keys of each row, materialised per row.
+//! full softmax over the visible keys of each row, materialised per row. Over an f16 cache,
+//! attention rounds as ggml does (see [`ggml_f16`]).
 
 use super::{
     check_broadcast, check_kv_store, check_rows, AttnExtras, AttnMask, AttnParams, OpsError,
@@ -113,8 +114,27 @@ pub fn kv_store<T: KvElem>(
     Ok(())
 }
 
+/// ggml's precision over an f16 KV cache: its attention multiplies the f16 keys with the
+/// query converted to f16 (a `mul_mat`'s f32 operand is converted to the f16 operand's dot
+/// type), and the f16 values with the normalised probabilities converted to f16 the same
+/// way. The reference and the backends follow it, so that weft's attention output stays
+/// within f32 rounding of llama.cpp's (the next matmul quantizes it to 8 bits, which turns
+/// 1e-3 differences into different codes). An f32 cache is exact.
+pub fn ggml_f16<T: KvElem>() -> bool {
+    std::mem::size_of::<T>() == 2
+}
+
+/// `x` rounded as [`ggml_f16`] says for cache element `T` (to f16 and back, or unchanged).
+fn kv_round<T: KvElem>(x: f64) -> f64 {
+    if ggml_f16::<T>() {
+        half::f16::from_f64(x).to_f64()
+    } else {
+        x
+    }
+}
+
 /// `out = softmax(scale * q . k over the visible cells) . v`, each row's probabilities
-/// materialised and every sum taken in f64.
+/// materialised and every sum taken in f64 (rounded as [`ggml_f16`] says over an f16 cache).
 ///
 /// q: f32 [n_q, n_head, head_dim]; k, v: T (f16 or f32) [n_cells, n_head_kv, head_dim];
 /// out: f32 [n_q, n_head * head_dim].
@@ -140,21 +160,22 @@ pub fn attention<T: KvElem>(
             let mut max = f64::NEG_INFINITY;
             for c in ranges.iter().flat_map(|r| r.clone()) {
                 let kc = &k[c * kv_row + kvo..][..hd];
-                let dot: f64 = qh.iter().zip(kc).map(|(&a, &b)| a as f64 * b.to_f64()).sum();
+                let dot: f64 =
+                    qh.iter().zip(kc).map(|(&a, &b)| kv_round::<T>(a as f64) * b.to_f64()).sum();
                 logits[c] = dot * p.scale as f64;
                 max = max.max(logits[c]);
             }
-            let mut sum = 0.0;
+            let sum: f64 =
+                ranges.iter().flat_map(|r| r.clone()).map(|c| (logits[c] - max).exp()).sum();
             acc.fill(0.0);
             for c in ranges.iter().flat_map(|r| r.clone()) {
-                let w = (logits[c] - max).exp();
-                sum += w;
+                let w = kv_round::<T>((logits[c] - max).exp() / sum);
                 for (a, &vv) in acc.iter_mut().zip(&v[c * kv_row + kvo..][..hd]) {
                     *a += w * vv.to_f64();
                 }
             }
             for (o, &a) in out[(i * p.n_head + h) * hd..][..hd].iter_mut().zip(&acc) {
-                *o = (a / sum) as f32;
+                *o = a as f32;
             }
         }
     }
@@ -203,7 +224,8 @@ pub fn attention_extras<T: KvElem>(
             let cells = || ranges.iter().flat_map(|r| r.clone());
             for c in cells() {
                 let kc = &k[c * kv_row + kvo..][..hd];
-                let dot: f64 = qh.iter().zip(kc).map(|(&a, &b)| a as f64 * b.to_f64()).sum();
+                let dot: f64 =
+                    qh.iter().zip(kc).map(|(&a, &b)| kv_round::<T>(a as f64) * b.to_f64()).sum();
                 raw[c] = dot * p.scale as f64;
             }
             let n_vis = cells().count() as f64;
@@ -235,8 +257,11 @@ pub fn attention_extras<T: KvElem>(
             if !extras.scores_only {
                 acc.fill(0.0);
                 for c in cells() {
+                    // Each block's own normalised probabilities are what get rounded.
+                    let b = usize::from(in_ape[c]);
+                    let pc = w[b] / wsum * kv_round::<T>((logit(c) - lse[b]).exp());
                     for (a, &vv) in acc.iter_mut().zip(&v[c * kv_row + kvo..][..hd]) {
-                        *a += prob[c] * vv.to_f64();
+                        *a += pc * vv.to_f64();
                     }
                 }
                 for (o, &a) in out[item * hd..][..hd].iter_mut().zip(&acc) {

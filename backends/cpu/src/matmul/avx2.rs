@@ -148,16 +148,7 @@ unsafe fn bit4_from_bits(qh: u32) -> __m256i {
     }
 }
 
-/// 4 floats at `p` in both 128-bit lanes.
-#[inline(always)]
-pub(super) unsafe fn bcast4(p: *const f32) -> __m256 {
-    // SAFETY: the caller guarantees 16 readable bytes at `p`.
-    unsafe {
-        let v = _mm_loadu_ps(p);
-        _mm256_set_m128(v, v)
-    }
-}
-
+/// 32 bytes at `p`.
 #[inline(always)]
 pub(super) unsafe fn load(p: *const i8) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes at `p`.

@@ -1,130 +1,139 @@
-//! AVX2 + FMA + F16C GEMM kernels (256-bit): the interleaved-tile microkernel, with
-//! `vpmaddubsw` or AVX-VNNI `vpdpbusd` dots, and the float-weight tiles (also run by the
+//! AVX2 + FMA + F16C GEMM kernels (256-bit): the panel microkernel, with `vpmaddubsw` or
+//! AVX-VNNI `vpdpbusd` dots, and the float-weight tiles (also run by the
 //! AVX-512 level with its wider register file).
 //!
 //! Unsafe: every raw load is within a slice whose length the kernel asserts first; the
 //! intrinsics need the features the entry points enable.
 
-use super::avx2::{bcast4, hsum, load, AvxVnni, Dot, Maddubs};
-use super::format::{SubFormat, GROUP};
-use super::{Acts, Tile};
+use super::avx2::{hsum, load, AvxVnni, Dot, Maddubs};
+use super::format::SubFormat;
+use super::{check_panels, ActBlock, Panel};
 use std::arch::x86_64::*;
 use weft::GgmlType;
 
 // ---------------------------------------------------------------------------------------
-// GEMM microkernel: R activation rows x one interleaved tile of 4 weight rows. A tile chunk
-// is 64 bytes ([weight row c][sub-block b][4 bytes]); a ymm holds two weight rows, so the
-// kernel makes two passes (rows 0-1, rows 2-3) over R broadcast activation chunks. Each
-// i32 lane ends a group as one (weight row, sub-block) integer dot, scaled once in f32.
+// GEMM microkernel: R activation rows x P panels of 8 weight rows (see `format::pack_panel`).
+// Per sub-block, each 32-byte panel chunk (4 codes of 8 rows) is multiplied with a broadcast
+// 4-byte activation chunk, so each i32 lane is one weight row; then one int-to-float
+// conversion and FMA per accumulator with `dw * da`, in the same order as every other level.
 
-/// Activation rows per GEMM microkernel call at this level.
-pub(super) const TILE_ROWS: usize = 4;
+/// Weight rows per GEMM panel: one ymm of i32 lanes.
+pub(super) const PANEL: usize = 8;
+/// Panels and activation rows per microkernel call: 2 x 3 keeps 6 i32 and 6 f32
+/// accumulators, the two weight chunks and a broadcast in the 16 ymm registers.
+pub(super) const PANELS: usize = 2;
+pub(super) const TILE_ROWS: usize = 3;
 
 #[inline(always)]
-unsafe fn tile_kernel<D: Dot, const R: usize, const CH: usize>(
+unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
     fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
+    a: &ActBlock,
+    panels: &[Panel],
+    out: &mut [[f32; 32]],
 ) {
     let bs = CH * 4;
-    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
+    const R: usize = TILE_ROWS;
+    assert!(panels.len() == P && out.len() >= R);
+    let n = check_panels(fmt, a, R, bs, PANEL, panels);
     // Q8_0 codes (w + 128) overflow vpmaddubsw: that path recovers the signed weight and
     // uses |w| x sign(a, w) instead of the offset.
     let signed = fmt.off == 128 && !D::FULL_U8;
     let use_corr = fmt.off != 0 && !signed;
-    // SAFETY: group g reads tile bytes [g*CH*64, (g+1)*CH*64) and tile metadata
-    // [16g, 16g+16), activation bytes [g*GROUP*bs, (g+1)*GROUP*bs) of rows r0..r0+R and their
-    // metadata [4g, 4g+4): all within the lengths asserted above.
+    // SAFETY: sub-block j reads panel bytes [j*bs*8, (j+1)*bs*8) and metadata [8j, 8j+8),
+    // activation codes [j*bs, (j+1)*bs) of rows r0..r0+R and their metadata [j]: all within
+    // the lengths asserted above.
     unsafe {
-        let aq = |r: usize| acts.qs.as_ptr().add((r0 + r) * acts.q_stride);
-        let am = |r: usize| (r0 + r) * acts.meta_stride;
-        for h in 0..2 {
-            let mut facc = [_mm256_setzero_ps(); R];
-            for g in 0..ng {
-                let mut iacc = [_mm256_setzero_si256(); R];
-                if use_corr {
-                    for r in 0..R {
-                        let c = acts.corr.as_ptr().add(am(r) + g * GROUP);
-                        iacc[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(c.cast()));
-                    }
-                }
-                for t in 0..CH {
-                    let w = load(tile.q.as_ptr().add((g * CH + t) * 64 + 32 * h).cast());
-                    if signed {
-                        let ws = _mm256_xor_si256(w, _mm256_set1_epi8(-128));
-                        let wa = _mm256_sign_epi8(ws, ws);
-                        for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                                aq(r).add(g * GROUP * bs + t * 16).cast(),
-                            ));
-                            iacc[r] = D::dot(iacc[r], wa, _mm256_sign_epi8(x, ws));
-                        }
-                    } else {
-                        for r in 0..R {
-                            let x = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-                                aq(r).add(g * GROUP * bs + t * 16).cast(),
-                            ));
-                            iacc[r] = D::dot(iacc[r], w, x);
-                        }
-                    }
-                }
-                let dw = _mm256_loadu_ps(tile.d.as_ptr().add(g * 16 + 8 * h));
+        // Activation chunk k of row r is 4 bytes at (k * R + r) * 4; metadata of
+        // sub-block j at j * R + r.
+        let aq = a.qs.as_ptr().cast::<u8>();
+        let mut facc = [[_mm256_setzero_ps(); P]; R];
+        for j in 0..n {
+            let mut iacc = [[_mm256_setzero_si256(); P]; R];
+            if use_corr {
                 for r in 0..R {
-                    let da = bcast4(acts.d.as_ptr().add(am(r) + g * GROUP));
-                    facc[r] = _mm256_fmadd_ps(
-                        _mm256_cvtepi32_ps(iacc[r]),
-                        _mm256_mul_ps(dw, da),
-                        facc[r],
-                    );
+                    iacc[r] = [_mm256_set1_epi32(*a.corr.as_ptr().add(j * R + r)); P];
                 }
-                if fmt.has_min {
-                    let mw = _mm256_loadu_ps(tile.m.as_ptr().add(g * 16 + 8 * h));
+            }
+            for t in 0..CH {
+                let mut w = [_mm256_setzero_si256(); P];
+                for p in 0..P {
+                    w[p] = load(panels[p].q.as_ptr().add((j * CH + t) * 32).cast());
+                }
+                if signed {
+                    let mut ws = [_mm256_setzero_si256(); P];
+                    for p in 0..P {
+                        ws[p] = _mm256_xor_si256(w[p], _mm256_set1_epi8(-128));
+                        w[p] = _mm256_sign_epi8(ws[p], ws[p]);
+                    }
                     for r in 0..R {
-                        let sa = bcast4(acts.s.as_ptr().add(am(r) + g * GROUP));
-                        facc[r] = _mm256_fmadd_ps(mw, sa, facc[r]);
+                        let x = _mm256_set1_epi32(
+                            aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
+                        );
+                        for p in 0..P {
+                            iacc[r][p] = D::dot(iacc[r][p], w[p], _mm256_sign_epi8(x, ws[p]));
+                        }
+                    }
+                } else {
+                    for r in 0..R {
+                        let x = _mm256_set1_epi32(
+                            aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
+                        );
+                        for p in 0..P {
+                            iacc[r][p] = D::dot(iacc[r][p], w[p], x);
+                        }
                     }
                 }
             }
+            let mut dw = [_mm256_setzero_ps(); P];
+            for p in 0..P {
+                dw[p] = _mm256_loadu_ps(panels[p].d.as_ptr().add(j * PANEL));
+            }
             for r in 0..R {
-                // Lanes [row 2h: b0..b3 | row 2h+1: b0..b3] -> two sums, fixed order.
-                let v = facc[r];
-                let s = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let s = _mm_hadd_ps(s, s);
-                out[r][2 * h] = _mm_cvtss_f32(s);
-                out[r][2 * h + 1] = _mm_cvtss_f32(_mm_movehdup_ps(s));
+                let da = _mm256_set1_ps(*a.d.as_ptr().add(j * R + r));
+                for p in 0..P {
+                    facc[r][p] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(iacc[r][p]),
+                        _mm256_mul_ps(dw[p], da),
+                        facc[r][p],
+                    );
+                }
+            }
+            if fmt.has_min {
+                let mut mw = [_mm256_setzero_ps(); P];
+                for p in 0..P {
+                    mw[p] = _mm256_loadu_ps(panels[p].m.as_ptr().add(j * PANEL));
+                }
+                for r in 0..R {
+                    let sa = _mm256_set1_ps(*a.s.as_ptr().add(j * R + r));
+                    for p in 0..P {
+                        facc[r][p] = _mm256_fmadd_ps(mw[p], sa, facc[r][p]);
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for p in 0..P {
+                _mm256_storeu_ps(out[r].as_mut_ptr().add(PANEL * p), facc[r][p]);
             }
         }
     }
 }
 
-/// Dispatch on the row count (R) and chunks per group (sub-block size / 4).
+/// Dispatch on the panel count (P) and chunks per sub-block (CH).
 #[inline(always)]
-pub(super) unsafe fn tile_rows<D: Dot>(
+unsafe fn panel_rows<D: Dot>(
     fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
+    a: &ActBlock,
+    panels: &[Panel],
+    out: &mut [[f32; 32]],
 ) {
-    macro_rules! go {
-        ($ch:literal) => {
-            match nr {
-                1 => tile_kernel::<D, 1, $ch>(fmt, acts, r0, tile, out),
-                2 => tile_kernel::<D, 2, $ch>(fmt, acts, r0, tile, out),
-                3 => tile_kernel::<D, 3, $ch>(fmt, acts, r0, tile, out),
-                _ => tile_kernel::<D, 4, $ch>(fmt, acts, r0, tile, out),
-            }
-        };
-    }
     // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
     unsafe {
-        if fmt.bs == 32 {
-            go!(8)
-        } else {
-            go!(4)
+        match (panels.len(), fmt.bs) {
+            (1, 32) => panel_kernel::<D, 1, 8>(fmt, a, panels, out),
+            (1, _) => panel_kernel::<D, 1, 4>(fmt, a, panels, out),
+            (_, 32) => panel_kernel::<D, 2, 8>(fmt, a, panels, out),
+            _ => panel_kernel::<D, 2, 4>(fmt, a, panels, out),
         }
     }
 }
@@ -211,30 +220,22 @@ unsafe fn float_tile<const R: usize, const C: usize>(
 // Entry points. Safe to call only where the named features exist (the caller checks the
 // `Cpu`'s level, which was verified supported when the `Cpu` was built).
 
+/// `out[r][..8 * panels.len()]` = row r of activation block `a` times the panels' rows.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn tile_avx2(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
+pub(super) fn panels_avx2(fmt: SubFormat, a: &ActBlock, panels: &[Panel], out: &mut [[f32; 32]]) {
     // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { tile_rows::<Maddubs>(fmt, acts, r0, nr, tile, out) }
+    unsafe { panel_rows::<Maddubs>(fmt, a, panels, out) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-pub(super) fn tile_avxvnni(
+pub(super) fn panels_avxvnni(
     fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
+    a: &ActBlock,
+    panels: &[Panel],
+    out: &mut [[f32; 32]],
 ) {
     // SAFETY: this function's features are the ones the kernel needs.
-    unsafe { tile_rows::<AvxVnni>(fmt, acts, r0, nr, tile, out) }
+    unsafe { panel_rows::<AvxVnni>(fmt, a, panels, out) }
 }
 
 /// Float matmul block: outputs `y[r][c]` (f32 [m, y_stride]) for activation rows

@@ -2,16 +2,16 @@
 //!
 //! GEMV reuses the 256-bit bodies of `avx2.rs` with the EVEX `vpdpbusd` (decode is bound by
 //! memory bandwidth, and ymm ops issue on more ports). The GEMM microkernel is 512-bit: one
-//! zmm holds a whole 64-byte tile chunk (4 weight rows x 4 sub-blocks x 4 bytes), each
-//! activation chunk is a 16-byte broadcast, and one `vpdpbusd` does 64 multiply-adds.
+//! zmm holds a 64-byte panel chunk (4 codes of 16 weight rows), each activation chunk is a
+//! 4-byte broadcast (a load, no shuffle), and one `vpdpbusd` does 64 multiply-adds.
 //!
 //! Unsafe: every raw load is within a slice whose length is asserted first; the intrinsics
 //! need the features the entry points enable.
 
 use super::avx2::{self, ActRow, Dot};
 use super::avx2_gemm;
-use super::format::{SubFormat, GROUP};
-use super::{Acts, Tile, Work};
+use super::format::SubFormat;
+use super::{check_panels, ActBlock, Panel, Work};
 use std::arch::x86_64::*;
 use weft::GgmlType;
 
@@ -33,81 +33,90 @@ impl Dot for Avx512Vnni {
     }
 }
 
-/// Activation rows per GEMM microkernel call at this level: 8 i32 and 8 f32 accumulators
-/// plus the weight chunk fit the 32 zmm registers.
-pub(super) const TILE_ROWS: usize = 8;
+/// Weight rows per GEMM panel: one zmm of i32 lanes.
+pub(super) const PANEL: usize = 16;
+/// Panels and activation rows per microkernel call: 2 x 6 keeps 12 i32 and 12 f32
+/// accumulators plus the two weight chunks in the 32 zmm registers, and loads 8 registers'
+/// worth (2 chunks, 6 broadcasts) per 12 `vpdpbusd`.
+pub(super) const PANELS: usize = 2;
+pub(super) const TILE_ROWS: usize = 6;
 
-/// 16 bytes at `p` broadcast to the four 128-bit lanes.
+/// R activation rows x P panels of 16 weight rows. Per sub-block: `vpdpbusd` of each 64-byte
+/// panel chunk (4 codes of 16 rows) with a broadcast 4-byte activation chunk, then one
+/// int-to-float conversion and FMA per accumulator with the scale product `dw * da`. Each
+/// i32/f32 lane is one weight row: no horizontal sums.
 #[inline(always)]
-unsafe fn bcast_i(p: *const u8) -> __m512i {
-    // SAFETY: the caller guarantees 16 readable bytes and AVX512F.
-    unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(p.cast())) }
-}
-
-#[inline(always)]
-unsafe fn bcast_f(p: *const f32) -> __m512 {
-    // SAFETY: the caller guarantees 16 readable bytes and AVX512F.
-    unsafe { _mm512_broadcast_f32x4(_mm_loadu_ps(p)) }
-}
-
-#[inline(always)]
-unsafe fn tile_kernel<const R: usize, const CH: usize>(
+unsafe fn panel_kernel<const P: usize, const CH: usize>(
     fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
+    a: &ActBlock,
+    panels: &[Panel],
+    out: &mut [[f32; 32]],
 ) {
     let bs = CH * 4;
-    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
-    // SAFETY: group g reads tile bytes [g*CH*64, (g+1)*CH*64), tile metadata [16g, 16g+16),
-    // activation bytes [g*GROUP*bs, (g+1)*GROUP*bs) of rows r0..r0+R and their metadata
-    // [4g, 4g+4): all within the lengths asserted above.
+    const R: usize = TILE_ROWS;
+    assert!(panels.len() == P && out.len() >= R);
+    let n = check_panels(fmt, a, R, bs, PANEL, panels);
+    // SAFETY: sub-block j reads panel bytes [j*bs*16, (j+1)*bs*16) and metadata
+    // [16j, 16j+16), activation codes [j*bs, (j+1)*bs) of rows r0..r0+R and their metadata
+    // [j]: all within the lengths asserted above.
     unsafe {
-        let aq = |r: usize| acts.qs.as_ptr().add((r0 + r) * acts.q_stride).cast::<u8>();
-        let am = |r: usize| (r0 + r) * acts.meta_stride;
-        let mut facc = [_mm512_setzero_ps(); R];
-        for g in 0..ng {
-            let mut iacc = [_mm512_setzero_si512(); R];
+        // Activation chunk k of row r is 4 bytes at (k * R + r) * 4; metadata of
+        // sub-block j at j * R + r.
+        let aq = a.qs.as_ptr().cast::<u8>();
+        let mut facc = [[_mm512_setzero_ps(); P]; R];
+        for j in 0..n {
+            let mut iacc = [[_mm512_setzero_si512(); P]; R];
             if fmt.off != 0 {
                 for r in 0..R {
-                    iacc[r] = bcast_i(acts.corr.as_ptr().add(am(r) + g * GROUP).cast());
+                    let c = _mm512_set1_epi32(*a.corr.as_ptr().add(j * R + r));
+                    iacc[r] = [c; P];
                 }
             }
             for t in 0..CH {
-                let w = _mm512_loadu_si512(tile.q.as_ptr().add((g * CH + t) * 64).cast());
+                let mut w = [_mm512_setzero_si512(); P];
+                for p in 0..P {
+                    w[p] = _mm512_loadu_si512(panels[p].q.as_ptr().add((j * CH + t) * 64).cast());
+                }
                 for r in 0..R {
-                    let x = bcast_i(aq(r).add(g * GROUP * bs + t * 16));
-                    iacc[r] = _mm512_dpbusd_epi32(iacc[r], w, x);
+                    let x = _mm512_set1_epi32(
+                        aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
+                    );
+                    for p in 0..P {
+                        iacc[r][p] = _mm512_dpbusd_epi32(iacc[r][p], w[p], x);
+                    }
                 }
             }
-            let dw = _mm512_loadu_ps(tile.d.as_ptr().add(g * 16));
+            let mut dw = [_mm512_setzero_ps(); P];
+            for p in 0..P {
+                dw[p] = _mm512_loadu_ps(panels[p].d.as_ptr().add(j * PANEL));
+            }
             for r in 0..R {
-                let da = bcast_f(acts.d.as_ptr().add(am(r) + g * GROUP));
-                facc[r] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r]), _mm512_mul_ps(dw, da), facc[r]);
+                let da = _mm512_set1_ps(*a.d.as_ptr().add(j * R + r));
+                for p in 0..P {
+                    facc[r][p] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(iacc[r][p]),
+                        _mm512_mul_ps(dw[p], da),
+                        facc[r][p],
+                    );
+                }
             }
             if fmt.has_min {
-                let mw = _mm512_loadu_ps(tile.m.as_ptr().add(g * 16));
+                let mut mw = [_mm512_setzero_ps(); P];
+                for p in 0..P {
+                    mw[p] = _mm512_loadu_ps(panels[p].m.as_ptr().add(j * PANEL));
+                }
                 for r in 0..R {
-                    facc[r] = _mm512_fmadd_ps(
-                        mw,
-                        bcast_f(acts.s.as_ptr().add(am(r) + g * GROUP)),
-                        facc[r],
-                    );
+                    let sa = _mm512_set1_ps(*a.s.as_ptr().add(j * R + r));
+                    for p in 0..P {
+                        facc[r][p] = _mm512_fmadd_ps(mw[p], sa, facc[r][p]);
+                    }
                 }
             }
         }
         for r in 0..R {
-            // 128-bit lane c holds weight row c's 4 sub-block sums: ((b0+b1)+(b2+b3)), the
-            // same order as the AVX2 kernel.
-            let v = facc[r];
-            let l0 = _mm512_castps512_ps128(v);
-            let l1 = _mm512_extractf32x4_ps(v, 1);
-            let l2 = _mm512_extractf32x4_ps(v, 2);
-            let l3 = _mm512_extractf32x4_ps(v, 3);
-            let s = _mm_hadd_ps(_mm_hadd_ps(l0, l1), _mm_hadd_ps(l2, l3));
-            _mm_storeu_ps(out[r].as_mut_ptr(), s);
+            for p in 0..P {
+                _mm512_storeu_ps(out[r].as_mut_ptr().add(PANEL * p), facc[r][p]);
+            }
         }
     }
 }
@@ -129,35 +138,16 @@ pub(super) fn gemv_avx512(
     unsafe { avx2::gemv_rows::<Avx512Vnni>(t, cols, w, rb, a, y, work) }
 }
 
+/// `out[r][..16 * panels.len()]` = row r of activation block `a` times the panels' rows.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")]
-pub(super) fn tile_avx512(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    macro_rules! go {
-        ($ch:literal) => {
-            match nr {
-                1 => tile_kernel::<1, $ch>(fmt, acts, r0, tile, out),
-                2 => tile_kernel::<2, $ch>(fmt, acts, r0, tile, out),
-                3 => tile_kernel::<3, $ch>(fmt, acts, r0, tile, out),
-                4 => tile_kernel::<4, $ch>(fmt, acts, r0, tile, out),
-                5 => tile_kernel::<5, $ch>(fmt, acts, r0, tile, out),
-                6 => tile_kernel::<6, $ch>(fmt, acts, r0, tile, out),
-                7 => tile_kernel::<7, $ch>(fmt, acts, r0, tile, out),
-                _ => tile_kernel::<8, $ch>(fmt, acts, r0, tile, out),
-            }
-        };
-    }
+pub(super) fn panels_avx512(fmt: SubFormat, a: &ActBlock, panels: &[Panel], out: &mut [[f32; 32]]) {
     // SAFETY: this function's features are the ones the kernel needs.
     unsafe {
-        if fmt.bs == 32 {
-            go!(8)
-        } else {
-            go!(4)
+        match (panels.len(), fmt.bs) {
+            (1, 32) => panel_kernel::<1, 8>(fmt, a, panels, out),
+            (1, _) => panel_kernel::<1, 4>(fmt, a, panels, out),
+            (_, 32) => panel_kernel::<2, 8>(fmt, a, panels, out),
+            _ => panel_kernel::<2, 4>(fmt, a, panels, out),
         }
     }
 }

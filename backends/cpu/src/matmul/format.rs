@@ -57,9 +57,9 @@ pub(crate) struct SubFormat {
     pub has_min: bool,
 }
 
-/// Sub-blocks per interleaved group: a group holds, per 16-byte chunk, 4 bytes of each of its
-/// `GROUP` sub-blocks, so one 128-bit lane of `vpdpbusd` output is one sub-block per i32.
-pub(crate) const GROUP: usize = 4;
+/// Activation rows are padded to a multiple of this many sub-blocks (zero codes and
+/// metadata), so kernels may read sub-blocks in fours past the row's end.
+pub(crate) const SUB_PAD: usize = 4;
 
 /// The sub-block format of `t`, or `None` when the matmul does not support it.
 pub(crate) fn sub_format(t: GgmlType) -> Option<SubFormat> {
@@ -274,127 +274,119 @@ pub(crate) fn unpack_row(t: GgmlType, row: &[u8], q: &mut [u8], d: &mut [f32], m
     }
 }
 
-/// Activation layout in the scratch: natural (GEMV) or interleaved per group (GEMM).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Layout {
-    /// i8 [k]: element order, sub-block metadata [n_sub].
-    Natural,
-    /// i8 [n_group, bs/4 chunks, GROUP sub-blocks, 4]: chunk t of group g holds bytes
-    /// 4t..4t+4 of each of the group's sub-blocks; metadata [n_group * GROUP], padded
-    /// sub-blocks zero.
-    Interleaved,
-}
-
-/// Number of sub-blocks and of padded sub-blocks (a whole number of groups) of a row.
+/// Number of sub-blocks and of padded sub-blocks (a multiple of [`SUB_PAD`]) of a row.
 pub(crate) fn n_sub(cols: usize, bs: usize) -> (usize, usize) {
     let n = cols / bs;
-    (n, n.div_ceil(GROUP) * GROUP)
+    (n, n.div_ceil(SUB_PAD) * SUB_PAD)
 }
 
-/// Derive the SIMD activation view of one row from its reference dot-type blocks.
-/// `qs`: i8 [n_sub_pad * bs]; `d`, `s`: f32 [n_sub_pad]; `corr`: i32 [n_sub_pad].
+/// The SIMD view of a block of `rb` activation rows: codes i8 [n_sub_pad * bs / 4, rb, 4]
+/// (4-byte chunk k of every row side by side, so a microkernel reaches all its rows from one
+/// pointer; with `rb == 1` this is the row in element order), and per sub-block `d`, `s`
+/// f32 [n_sub_pad, rb] and `corr` i32 [n_sub_pad, rb].
+pub(crate) struct ActBlockMut<'a> {
+    pub qs: &'a mut [i8],
+    pub d: &'a mut [f32],
+    pub s: &'a mut [f32],
+    pub corr: &'a mut [i32],
+}
+
+/// Derive row `slot` (of `rb`) of an activation block's SIMD view (see [`ActBlockMut`]) from
+/// the row's reference dot-type blocks; `blocks == None` zeroes the slot (rows past `m`).
+/// Every element of the slot is written, padding sub-blocks with zeros.
 pub(crate) fn act_from_blocks(
     fmt: SubFormat,
-    layout: Layout,
-    blocks: &[u8],
+    blocks: Option<&[u8]>,
     cols: usize,
-    qs: &mut [i8],
-    d: &mut [f32],
-    s: &mut [f32],
-    corr: &mut [i32],
+    slot: usize,
+    rb: usize,
+    v: &mut ActBlockMut,
 ) {
     let bs = fmt.bs;
     let (n, n_pad) = n_sub(cols, bs);
-    // Zero the padding sub-blocks' codes first (in the interleaved layout they share the
-    // last group's chunks with live sub-blocks, written below).
-    let pad_from = match layout {
-        Layout::Natural => n * bs,
-        Layout::Interleaved => n / GROUP * GROUP * bs,
-    };
-    qs[pad_from..n_pad * bs].fill(0);
-    // Per sub-block: codes, scale, and the stored Q8_1 sum where the reference uses it.
+    assert!(slot < rb && v.qs.len() >= n_pad * bs * rb && v.d.len() >= n_pad * rb);
+    assert!(v.s.len() >= n_pad * rb && v.corr.len() >= n_pad * rb);
     let mut put = |j: usize, codes: &[i8], da: f32, stored_s: Option<f32>| {
         let sum: i32 = codes.iter().map(|&c| c as i32).sum();
-        d[j] = da;
-        s[j] = stored_s.unwrap_or(da * sum as f32);
-        corr[j] = -fmt.off * sum;
-        match layout {
-            Layout::Natural => qs[j * bs..j * bs + bs].copy_from_slice(codes),
-            Layout::Interleaved => {
-                let (g, b) = (j / GROUP, j % GROUP);
-                let base = g * GROUP * bs;
-                for t in 0..bs / 4 {
-                    let o = base + t * 4 * GROUP + b * 4;
-                    qs[o..o + 4].copy_from_slice(&codes[t * 4..t * 4 + 4]);
-                }
-            }
+        let m = j * rb + slot;
+        v.d[m] = da;
+        v.s[m] = stored_s.unwrap_or(da * sum as f32);
+        v.corr[m] = -fmt.off * sum;
+        for (t, c) in codes.chunks_exact(4).enumerate() {
+            let o = ((j * bs / 4 + t) * rb + slot) * 4;
+            v.qs[o..o + 4].copy_from_slice(c);
         }
     };
-    match fmt.act {
-        ActKind::Q8_0 => {
-            for (j, b) in bytemuck::cast_slice::<u8, BlockQ8_0>(blocks).iter().enumerate() {
+    let zeros = [0i8; 32];
+    match (fmt.act, blocks) {
+        (_, None) => (0..n).for_each(|j| put(j, &zeros[..bs], 0.0, None)),
+        (ActKind::Q8_0, Some(b)) => {
+            for (j, b) in bytemuck::cast_slice::<u8, BlockQ8_0>(b).iter().enumerate() {
                 put(j, &b.qs, f16(b.d), None);
             }
         }
-        ActKind::Q8_1 => {
-            for (j, b) in bytemuck::cast_slice::<u8, BlockQ8_1>(blocks).iter().enumerate() {
+        (ActKind::Q8_1, Some(b)) => {
+            for (j, b) in bytemuck::cast_slice::<u8, BlockQ8_1>(b).iter().enumerate() {
                 put(j, &b.qs, f16(b.d), Some(f16(b.s)));
             }
         }
-        ActKind::Q8K => {
+        (ActKind::Q8K, Some(b)) => {
             let per = 256 / bs;
-            for (i, b) in bytemuck::cast_slice::<u8, BlockQ8K>(blocks).iter().enumerate() {
+            for (i, b) in bytemuck::cast_slice::<u8, BlockQ8K>(b).iter().enumerate() {
                 for k in 0..per {
                     put(i * per + k, &b.qs[k * bs..k * bs + bs], b.d, None);
                 }
             }
         }
-        ActKind::F32 => unreachable!("act_from_blocks: float weights keep f32 activations"),
+        (ActKind::F32, _) => unreachable!("act_from_blocks: float weights keep f32 activations"),
     }
-    // Zero the padding sub-blocks so they contribute nothing.
+    // Padding sub-blocks contribute nothing.
     for j in n..n_pad {
-        d[j] = 0.0;
-        s[j] = 0.0;
-        corr[j] = 0;
+        put(j, &zeros[..bs], 0.0, Some(0.0));
     }
 }
 
-/// Repack up to 4 weight rows (already unpacked: `q` u8 [4, cols], `d`/`m` f32 [4, n_sub])
-/// into one interleaved tile: `tq` u8 [n_group, bs/4, 4 rows, GROUP, 4] and `td`/`tm`
-/// f32 [n_group, 4 rows, GROUP]. Rows past `n_rows` and padded sub-blocks are zero.
-pub(crate) fn interleave_tile(
+/// Repack up to `w` weight rows (already unpacked: `q` u8 [n_rows, cols], `d`/`m` f32
+/// [n_rows, n_sub]) into one GEMM panel of `w` rows: `pq` u8 [n_sub, bs/4, w, 4] (chunk t of
+/// sub-block j holds codes 4t..4t+4 of every row, so one load gives a `vpdpbusd` operand
+/// whose i32 lanes are the panel's rows) and `pd`/`pm` f32 [n_sub, w]. Rows past `n_rows`
+/// are zero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_panel(
     fmt: SubFormat,
     cols: usize,
+    w: usize,
     n_rows: usize,
     q: &[u8],
     d: &[f32],
     m: &[f32],
-    tq: &mut [u8],
-    td: &mut [f32],
-    tm: &mut [f32],
+    pq: &mut [u8],
+    pd: &mut [f32],
+    pm: &mut [f32],
 ) {
-    let bs = fmt.bs;
-    let (n, n_pad) = n_sub(cols, bs);
-    let chunks = bs / 4;
-    for g in 0..n_pad / GROUP {
-        for c in 0..4 {
-            for b in 0..GROUP {
-                let j = g * GROUP + b;
-                let meta = g * 16 + c * GROUP + b;
-                let live = c < n_rows && j < n;
-                td[meta] = if live { d[c * n + j] } else { 0.0 };
-                if fmt.has_min {
-                    tm[meta] = if live { m[c * n + j] } else { 0.0 };
-                }
-                for t in 0..chunks {
-                    let o = ((g * chunks + t) * 4 + c) * 16 + b * 4;
-                    if live {
-                        let src = c * cols + j * bs + t * 4;
-                        tq[o..o + 4].copy_from_slice(&q[src..src + 4]);
-                    } else {
-                        tq[o..o + 4].fill(0);
-                    }
-                }
+    let n = cols / fmt.bs;
+    let chunks = cols / 4;
+    assert!(n_rows <= w && q.len() >= n_rows * cols && pq.len() >= chunks * w * 4);
+    assert!(d.len() >= n_rows * n && pd.len() >= n * w);
+    for j in 0..n {
+        for c in 0..w {
+            pd[j * w + c] = if c < n_rows { d[c * n + j] } else { 0.0 };
+            if fmt.has_min {
+                pm[j * w + c] = if c < n_rows { m[c * n + j] } else { 0.0 };
+            }
+        }
+    }
+    // A transpose of 4-byte words: word k of row c goes to word (k * w + c).
+    let words: &mut [u32] = bytemuck::cast_slice_mut(&mut pq[..chunks * w * 4]);
+    for c in 0..w {
+        if c < n_rows {
+            let row = &q[c * cols..(c + 1) * cols];
+            for (k, word) in row.chunks_exact(4).enumerate() {
+                words[k * w + c] = u32::from_ne_bytes([word[0], word[1], word[2], word[3]]);
+            }
+        } else {
+            for k in 0..chunks {
+                words[k * w + c] = 0;
             }
         }
     }

@@ -7,9 +7,11 @@
 //!   `packed.rs` covers are repacked at load, 8 rows interleaved, and read by the x8 kernels
 //!   (`avx2_x8.rs` for AVX2/AVX-512, `neon_x8.rs` for NEON); other types are read in ggml's
 //!   row-major blocks, one dot per output. It is bound by memory bandwidth.
-//! - m > 1 (prefill) is a tiled GEMM: jobs of [`GEMM_JOB_ROWS`] weight rows are unpacked and
-//!   interleaved once into a per-thread tile buffer, then multiplied with every activation
-//!   row, several rows at a time, so each weight byte loaded feeds many `vpdpbusd` lanes.
+//! - m > 1 (prefill) is a tiled GEMM: jobs of [`GEMM_JOB_ROWS`] weight rows are unpacked
+//!   once into per-thread panels (one SIMD register's lanes of weight rows, 4 codes each
+//!   per chunk: [`format::pack_panel`]), then multiplied with every activation row, several
+//!   rows and panels per microkernel call, so each weight chunk loaded feeds several
+//!   `vpdpbusd` and each activation broadcast feeds every panel.
 //!
 //! Determinism: every output element is computed by exactly one kernel call whose summation
 //! order depends only on the shapes, never on the thread count or on which thread runs it.
@@ -47,7 +49,7 @@ mod neon_x8;
 
 use crate::context::{Cpu, CpuError, SendPtr};
 use crate::dispatch::CpuLevel;
-use format::{ActKind, Layout, SubFormat};
+use format::{ActKind, SubFormat};
 use std::sync::Mutex;
 use weft::GgmlType;
 
@@ -171,9 +173,9 @@ pub(crate) struct Work {
     /// f32 [GEMM_JOB_ROWS, n_sub]: unpacked sub-block scales and mins.
     d: Vec<f32>,
     m: Vec<f32>,
-    /// u8 [GEMM_JOB_ROWS / 4 tiles, n_group, bs/4, 4, GROUP, 4]: interleaved tiles.
+    /// u8 [GEMM_JOB_ROWS / W panels, n_sub, bs/4, W, 4]: GEMM panels of W rows.
     tq: AlignedBuf,
-    /// f32 [GEMM_JOB_ROWS / 4 tiles, n_group, 4, GROUP]: tile scales and mins.
+    /// f32 [GEMM_JOB_ROWS / W panels, n_sub, W]: panel scales and mins.
     td: Vec<f32>,
     tm: Vec<f32>,
 }
@@ -193,13 +195,15 @@ struct ActBufs {
     /// Reference dot-type blocks of every activation row, u8 [m, row_size(dot_type, cols)]
     /// (u32 storage keeps the 4-byte alignment of `BlockQ8K`).
     blocks: Vec<u32>,
-    /// i8 [m, n_sub_pad * bs]: activation codes in the kernels' layout.
+    /// i8 [ceil(m / rb), n_sub_pad * bs / 4, rb, 4]: activation codes in blocks of `rb` rows
+    /// (the SIMD view, [`format::ActBlockMut`]).
     qs: AlignedBuf,
-    /// f32 [m, n_sub_pad]: activation scale per sub-block.
+    /// f32 [ceil(m / rb), n_sub_pad, rb]: activation scale per sub-block.
     d: Vec<f32>,
-    /// f32 [m, n_sub_pad]: activation scale times code sum (the min term's partner).
+    /// f32 [ceil(m / rb), n_sub_pad, rb]: activation scale times code sum (the min term's
+    /// partner).
     s: Vec<f32>,
-    /// i32 [m, n_sub_pad]: -offset * code sum (the integer offset correction).
+    /// i32 [ceil(m / rb), n_sub_pad, rb]: -offset * code sum (the integer offset correction).
     corr: Vec<i32>,
 }
 
@@ -215,29 +219,55 @@ impl std::fmt::Debug for MatmulScratch {
     }
 }
 
-/// Quantized activations in the natural (GEMV) or interleaved (GEMM) layout.
+/// Quantized activations in blocks of `rb` rows (see [`format::ActBlockMut`]; the GEMV's
+/// `rb == 1` is plain rows), with per-sub-block metadata. Rows past `m` in the last block
+/// are zero.
 #[derive(Clone, Copy)]
 pub(crate) struct Acts<'a> {
-    /// i8 [m, q_stride]
+    /// i8 [n_blocks, n_pad * bs / 4, rb, 4]
     pub qs: &'a [i8],
-    pub q_stride: usize,
-    /// f32/i32 [m, meta_stride]
+    /// f32 [n_blocks, n_pad, rb]
     pub d: &'a [f32],
     pub s: &'a [f32],
+    /// i32 [n_blocks, n_pad, rb]
     pub corr: &'a [i32],
-    pub meta_stride: usize,
+    /// Rows per block.
+    pub rb: usize,
+    /// Codes per row (padded sub-blocks included).
+    pub q_row: usize,
+    /// Sub-blocks per row (padded).
+    pub n_pad: usize,
+}
+
+/// Block `b` of an [`Acts`] (the slices of its `rb` rows).
+#[derive(Clone, Copy)]
+pub(crate) struct ActBlock<'a> {
+    /// i8 [n_pad * bs / 4, rb, 4]
+    pub qs: &'a [i8],
+    /// f32 [n_pad, rb]
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    /// i32 [n_pad, rb]
+    pub corr: &'a [i32],
 }
 
 impl<'a> Acts<'a> {
-    /// Row `r`: (codes, d, s, corr).
-    pub fn row(&self, r: usize) -> (&'a [i8], &'a [f32], &'a [f32], &'a [i32]) {
-        let (q, ms) = (self.q_stride, self.meta_stride);
-        (
-            &self.qs[r * q..(r + 1) * q],
-            &self.d[r * ms..(r + 1) * ms],
-            &self.s[r * ms..(r + 1) * ms],
-            &self.corr[r * ms..(r + 1) * ms],
-        )
+    /// Block `b`: rows `b * rb ..`.
+    pub fn block(&self, b: usize) -> ActBlock<'a> {
+        let (q, ms) = (self.q_row * self.rb, self.n_pad * self.rb);
+        ActBlock {
+            qs: &self.qs[b * q..(b + 1) * q],
+            d: &self.d[b * ms..(b + 1) * ms],
+            s: &self.s[b * ms..(b + 1) * ms],
+            corr: &self.corr[b * ms..(b + 1) * ms],
+        }
+    }
+
+    /// Row 0 of a one-row-per-block view: what the GEMV kernels read.
+    pub fn row0(&self) -> ActRow<'a> {
+        assert_eq!(self.rb, 1, "GEMV activations are plain rows");
+        let b = self.block(0);
+        ActRow { qs: b.qs, d: b.d, s: b.s, corr: b.corr }
     }
 }
 
@@ -251,44 +281,38 @@ pub(crate) struct ActRow<'a> {
     pub corr: &'a [i32],
 }
 
-/// A repacked tile of 4 weight rows (see [`format::interleave_tile`]).
+/// One GEMM panel of `W` weight rows (see [`format::pack_panel`]; W is the level's i32
+/// lane count).
 #[derive(Clone, Copy)]
-pub(crate) struct Tile<'a> {
-    /// u8 [n_group, bs/4, 4, GROUP, 4]
+pub(crate) struct Panel<'a> {
+    /// u8 [n_sub, bs/4, W, 4]
     pub q: &'a [u8],
-    /// f32 [n_group, 4, GROUP]
+    /// f32 [n_sub, W]
     pub d: &'a [f32],
+    /// f32 [n_sub, W] (types with mins only)
     pub m: &'a [f32],
 }
 
-impl Tile<'_> {
-    /// The bounds every level's GEMM microkernel relies on, asserted once here: `rows`
-    /// activation rows from `r0` (at most `max_rows`, the level's tile height) of `acts`,
-    /// chunks of `ch` x 4 bytes per sub-block, against this tile. Returns the group count.
-    #[inline(always)]
-    pub(crate) fn check(
-        &self,
-        fmt: SubFormat,
-        acts: &Acts,
-        r0: usize,
-        rows: usize,
-        ch: usize,
-        max_rows: usize,
-    ) -> usize {
-        let bs = ch * 4;
-        let ng = acts.meta_stride / format::GROUP;
-        let meta = (r0 + rows) * acts.meta_stride;
-        assert!(rows <= max_rows && bs == fmt.bs);
-        assert!(
-            acts.qs.len() >= (r0 + rows) * acts.q_stride
-                && acts.q_stride >= ng * format::GROUP * bs
-        );
-        assert!(acts.d.len() >= meta && acts.corr.len() >= meta);
-        assert!(!fmt.has_min || acts.s.len() >= meta);
-        assert!(self.q.len() >= ng * ch * 64 && self.d.len() >= ng * 16);
-        assert!(!fmt.has_min || self.m.len() >= ng * 16);
-        ng
+/// The bounds every level's panel microkernel relies on, asserted once: an activation
+/// block of `rows` rows with sub-blocks of `bs` codes against `panels` of `w` weight rows.
+/// Returns the panels' sub-block count.
+#[inline(always)]
+pub(crate) fn check_panels(
+    fmt: SubFormat,
+    a: &ActBlock,
+    rows: usize,
+    bs: usize,
+    w: usize,
+    panels: &[Panel],
+) -> usize {
+    let n = panels[0].d.len() / w;
+    assert!(bs == fmt.bs && a.qs.len() >= n * bs * rows);
+    assert!(a.d.len() >= n * rows && a.corr.len() >= n * rows && a.s.len() >= n * rows);
+    for p in panels {
+        assert!(p.q.len() >= n * bs * w && p.d.len() >= n * w);
+        assert!(!fmt.has_min || p.m.len() >= n * w);
     }
+    n
 }
 
 /// A forced SIMD kernel family (tests), or none: the `Cpu`'s level decides.
@@ -426,16 +450,9 @@ impl Cpu {
                     }
                     return self.matmul_scalar(src, t, rows, cols, fmt, x, m, y, scratch);
                 }
-                let layout = if m == 1 { Layout::Natural } else { Layout::Interleaved };
-                let (_, _, acts) = self.quantize_acts(
-                    Some(simd),
-                    fmt,
-                    Some(layout),
-                    cols,
-                    x,
-                    m,
-                    &mut scratch.acts,
-                )?;
+                let rb = if m == 1 { 1 } else { simd.tile_rows() };
+                let (_, _, acts) =
+                    self.quantize_acts(Some(simd), fmt, Some(rb), cols, x, m, &mut scratch.acts)?;
                 let work = &scratch.work;
                 match (m, w) {
                     (1, CpuWeight::Mapped(wr)) => self.gemv(simd, wr, row_bytes, acts, y, work),
@@ -453,13 +470,15 @@ impl Cpu {
     }
 
     /// Quantize every row of `x` with the reference quantizer into `scratch.blocks` (u8
-    /// [m, blk_bytes]) and, with a layout, derive the SIMD view. Rows are independent and
-    /// each is quantized whole by one thread, so the result never depends on the partition.
+    /// [m, blk_bytes]) and, with `view = Some(rb)`, derive the SIMD view in blocks of `rb`
+    /// rows ([`format::act_from_blocks`]). Each block of rows is done whole by one thread,
+    /// and rows are independent, so the result never depends on the partition.
+    #[allow(clippy::too_many_arguments)]
     fn quantize_acts<'s>(
         &self,
         simd: Forced,
         fmt: SubFormat,
-        layout: Option<Layout>,
+        view: Option<usize>,
         cols: usize,
         x: &[f32],
         m: usize,
@@ -471,12 +490,14 @@ impl Cpu {
         let words = grow(&mut scratch.blocks, (m * blk_bytes).div_ceil(4));
         let blocks = &mut bytemuck::cast_slice_mut::<u32, u8>(words)[..m * blk_bytes];
         let (_, n_pad) = format::n_sub(cols, fmt.bs);
-        let (q_stride, meta_stride) = (n_pad * fmt.bs, n_pad);
-        let n_derived = if layout.is_some() { m } else { 0 };
-        let qs: &mut [i8] = bytemuck::cast_slice_mut(scratch.qs.bytes(n_derived * q_stride));
-        let d = grow(&mut scratch.d, n_derived * meta_stride);
-        let s = grow(&mut scratch.s, n_derived * meta_stride);
-        let corr = grow(&mut scratch.corr, n_derived * meta_stride);
+        let rb = view.unwrap_or(1);
+        let n_blocks = m.div_ceil(rb);
+        let n_view = if view.is_some() { n_blocks } else { 0 };
+        let (q_blk, meta_blk) = (n_pad * fmt.bs * rb, n_pad * rb);
+        let qs: &mut [i8] = bytemuck::cast_slice_mut(scratch.qs.bytes(n_view * q_blk));
+        let d = grow(&mut scratch.d, n_view * meta_blk);
+        let s = grow(&mut scratch.s, n_view * meta_blk);
+        let corr = grow(&mut scratch.corr, n_view * meta_blk);
         // aarch64 quantizes activations with the reference quantizer (no NEON one yet).
         #[cfg(not(target_arch = "x86_64"))]
         let _ = simd;
@@ -492,60 +513,61 @@ impl Cpu {
             weft::quant::quantize_row(act_t, xr, br)
                 .map_err(|e| shape_err(format!("quantize activations: {e}")))
         };
-        let derive = |(((xr, br), (qr, dr)), (sr, cr)): ActRowMut| {
-            quantize(xr, br)?;
-            if let Some(layout) = layout {
-                format::act_from_blocks(fmt, layout, br, cols, qr, dr, sr, cr);
+        // Block b: rows b*rb .. (its reference blocks `br`, u8 [live, blk_bytes]) and, with
+        // a view, its SIMD view.
+        let do_block = |b: usize, br: &mut [u8], v: Option<format::ActBlockMut>| {
+            let live = rb.min(m - b * rb);
+            for k in 0..live {
+                let r = b * rb + k;
+                quantize(&x[r * cols..(r + 1) * cols], &mut br[k * blk_bytes..][..blk_bytes])?;
+            }
+            if let Some(mut v) = v {
+                for k in 0..rb {
+                    let bk = (k < live).then(|| &br[k * blk_bytes..][..blk_bytes]);
+                    format::act_from_blocks(fmt, bk, cols, k, rb, &mut v);
+                }
             }
             Ok::<(), CpuError>(())
         };
-        // Chunk sizes of 1 for the absent derived buffers keep the zips as long as `x`.
-        let (qc, mc) = if layout.is_some() { (q_stride, meta_stride) } else { (1, 1) };
-        if m == 1 || self.threads() == 1 {
-            x.chunks(cols)
-                .zip(blocks.chunks_mut(blk_bytes))
-                .zip(
-                    qs.chunks_mut(qc)
-                        .chain(std::iter::repeat_with(|| &mut [][..]))
-                        .zip(d.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
-                )
-                .zip(
-                    s.chunks_mut(mc)
-                        .chain(std::iter::repeat_with(|| &mut [][..]))
-                        .zip(corr.chunks_mut(mc).chain(std::iter::repeat_with(|| &mut [][..]))),
-                )
-                .try_for_each(derive)?;
-        } else {
-            let n_d = if layout.is_some() { m } else { 0 };
-            let (pb, pq, pd) = (
-                SendPtr::new(blocks.as_mut_ptr()),
-                SendPtr::new(qs.as_mut_ptr()),
-                SendPtr::new(d.as_mut_ptr()),
-            );
-            let (ps, pc) = (SendPtr::new(s.as_mut_ptr()), SendPtr::new(corr.as_mut_ptr()));
-            let first_err = Mutex::new(None);
-            self.par_items(m, |_, r| {
-                // SAFETY: row r's parts of each buffer are disjoint from every other row's,
-                // in bounds (the buffers hold m rows, or none of the derived ones when
-                // n_d == 0), and each row runs exactly once while the buffers are borrowed.
-                let row = unsafe {
-                    (
-                        (
-                            (&x[r * cols..(r + 1) * cols], row_part(&pb, r, blk_bytes, m)),
-                            (row_part(&pq, r, q_stride, n_d), row_part(&pd, r, meta_stride, n_d)),
-                        ),
-                        (row_part(&ps, r, meta_stride, n_d), row_part(&pc, r, meta_stride, n_d)),
-                    )
-                };
-                if let Err(e) = derive(row) {
-                    first_err.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
-                }
-            });
-            if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                return Err(e);
+        let (pb, pq, pd) = (
+            SendPtr::new(blocks.as_mut_ptr()),
+            SendPtr::new(qs.as_mut_ptr()),
+            SendPtr::new(d.as_mut_ptr()),
+        );
+        let (ps, pc) = (SendPtr::new(s.as_mut_ptr()), SendPtr::new(corr.as_mut_ptr()));
+        let first_err = Mutex::new(None);
+        let item = |_, b: usize| {
+            let live = rb.min(m - b * rb);
+            // SAFETY: block b's parts of each buffer are disjoint from every other block's
+            // and in bounds (`blocks` holds m rows; the view buffers n_view blocks), and each
+            // block runs exactly once while the buffers are borrowed.
+            let (br, v) = unsafe {
+                let br = std::slice::from_raw_parts_mut(
+                    pb.get().add(b * rb * blk_bytes),
+                    live * blk_bytes,
+                );
+                let v = (b < n_view).then(|| format::ActBlockMut {
+                    qs: std::slice::from_raw_parts_mut(pq.get().add(b * q_blk), q_blk),
+                    d: std::slice::from_raw_parts_mut(pd.get().add(b * meta_blk), meta_blk),
+                    s: std::slice::from_raw_parts_mut(ps.get().add(b * meta_blk), meta_blk),
+                    corr: std::slice::from_raw_parts_mut(pc.get().add(b * meta_blk), meta_blk),
+                });
+                (br, v)
+            };
+            if let Err(e) = do_block(b, br, v) {
+                first_err.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
+        };
+        if n_blocks == 1 {
+            item(0, 0);
+        } else {
+            self.par_items(n_blocks, item);
         }
-        Ok((blocks, blk_bytes, Acts { qs, q_stride, d, s, corr, meta_stride }))
+        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let acts = Acts { qs, d, s, corr, rb, q_row: n_pad * fmt.bs, n_pad };
+        Ok((blocks, blk_bytes, acts))
     }
 
     /// The scalar level: the runtime's reference `vec_dot` per output on the reference
@@ -649,8 +671,7 @@ impl Cpu {
         y: &mut [f32],
         work: &[Mutex<Work>],
     ) {
-        let (qs, d, s, corr) = acts.row(0);
-        let a = ActRow { qs, d, s, corr };
+        let a = acts.row0();
         // Enough chunks to balance threads; the result does not depend on the chunking.
         let chunk = w.rows.div_ceil(self.threads() * 8).max(16);
         let _ = self.for_chunks(y, chunk, |member, i, yc| {
@@ -667,8 +688,7 @@ impl Cpu {
     where
         K: Fn(&PackedWeight, usize, ActRow, &mut [f32]) + Sync,
     {
-        let (qs, d, s, corr) = acts.row(0);
-        let a = ActRow { qs, d, s, corr };
+        let a = acts.row0();
         let groups = p.rows.div_ceil(packed::X8);
         let chunk = groups.div_ceil(self.threads() * 8).max(2) * packed::X8;
         let _ = self.for_chunks(y, chunk, |_, i, yc| {
@@ -695,16 +715,13 @@ impl Cpu {
         y: &mut [f32],
         work: &[Mutex<Work>],
     ) {
-        let (n, n_pad) = format::n_sub(cols, fmt.bs);
-        let tile_q = n_pad * fmt.bs * 4; // u8 per 4-row tile
-        let tile_meta = n_pad * 4; // f32 per 4-row tile
+        let (n, _) = format::n_sub(cols, fmt.bs);
         let out = SyncPtr(y.as_mut_ptr());
         let y_len = y.len();
         let tr = simd.tile_rows();
         self.par_items(rows.div_ceil(GEMM_JOB_ROWS), |member, j| {
             let c0 = j * GEMM_JOB_ROWS;
             let nc = GEMM_JOB_ROWS.min(rows - c0);
-            let n_tiles = nc.div_ceil(4);
             let mut wk = lock_work(work, member);
             let wk = &mut *wk;
             let q = grow(&mut wk.q, GEMM_JOB_ROWS * cols);
@@ -721,40 +738,48 @@ impl Cpu {
                     RowSrc::Packed(p) => p.unpack_row(c0 + c, qr, dr, mr),
                 }
             }
-            let tq = wk.tq.bytes(n_tiles * tile_q);
-            let td = grow(&mut wk.td, n_tiles * tile_meta);
-            let tm = grow(&mut wk.tm, n_tiles * tile_meta);
-            for i in 0..n_tiles {
-                let live = 4.min(nc - 4 * i);
-                format::interleave_tile(
+            let (pw, pp) = simd.panels();
+            let panel_q = n * fmt.bs * pw; // u8 per panel
+            let panel_meta = n * pw; // f32 per panel
+            let n_panels = nc.div_ceil(pw);
+            let pq = wk.tq.bytes(n_panels * panel_q);
+            let pd = grow(&mut wk.td, n_panels * panel_meta);
+            let pm = grow(&mut wk.tm, n_panels * panel_meta);
+            for i in 0..n_panels {
+                let live = pw.min(nc - pw * i);
+                format::pack_panel(
                     fmt,
                     cols,
+                    pw,
                     live,
-                    &q[4 * i * cols..][..live * cols],
-                    &d[4 * i * n..][..live * n],
-                    &mm[4 * i * n..][..live * n],
-                    &mut tq[i * tile_q..][..tile_q],
-                    &mut td[i * tile_meta..][..tile_meta],
-                    &mut tm[i * tile_meta..][..tile_meta],
+                    &q[pw * i * cols..][..live * cols],
+                    &d[pw * i * n..][..live * n],
+                    &mm[pw * i * n..][..live * n],
+                    &mut pq[i * panel_q..][..panel_q],
+                    &mut pd[i * panel_meta..][..panel_meta],
+                    &mut pm[i * panel_meta..][..panel_meta],
                 );
             }
-            let mut res = [[0.0f32; 4]; MAX_TILE_ROWS];
+            let panel = |i: usize| Panel {
+                q: &pq[i * panel_q..][..panel_q],
+                d: &pd[i * panel_meta..][..panel_meta],
+                m: &pm[i * panel_meta..][..panel_meta],
+            };
+            let mut res = [[0.0f32; 32]; MAX_TILE_ROWS];
             let mut r0 = 0;
             while r0 < m {
                 let nr = tr.min(m - r0);
-                for i in 0..n_tiles {
-                    let tile = Tile {
-                        q: &tq[i * tile_q..][..tile_q],
-                        d: &td[i * tile_meta..][..tile_meta],
-                        m: &tm[i * tile_meta..][..tile_meta],
-                    };
-                    simd.tile(fmt, &acts, r0, nr, &tile, &mut res);
-                    let live = 4.min(nc - 4 * i);
+                for i in (0..n_panels).step_by(pp) {
+                    let np = pp.min(n_panels - i);
+                    let ps: [Panel; MAX_PANELS] =
+                        std::array::from_fn(|k| panel((i + k).min(n_panels - 1)));
+                    simd.panels_call(fmt, &acts.block(r0 / tr), &ps[..np], &mut res);
+                    let live = (pw * np).min(nc - pw * i);
                     for r in 0..nr {
-                        // SAFETY: job j alone writes columns c0..c0+nc of each output row;
-                        // (r0 + r) * rows + c0 + 4i + live <= m * rows == y_len; `y`
-                        // outlives the pool scope.
-                        unsafe { out.write((r0 + r) * rows + c0 + 4 * i, &res[r][..live], y_len) };
+                        // SAFETY: job j alone writes columns c0..c0+nc of each output
+                        // row; (r0 + r) * rows + c0 + pw*i + live <= m * rows == y_len;
+                        // `y` outlives the pool scope.
+                        unsafe { out.write((r0 + r) * rows + c0 + pw * i, &res[r][..live], y_len) };
                     }
                 }
                 r0 += tr;
@@ -782,27 +807,11 @@ fn check_weight(w: &WeightRef) -> Result<(), CpuError> {
     Ok(())
 }
 
-/// One activation row's slices while quantizing: ((x, blocks), (codes, d)), (s, corr).
-type ActRowMut<'a> =
-    (((&'a [f32], &'a mut [u8]), (&'a mut [i8], &'a mut [f32])), (&'a mut [f32], &'a mut [i32]));
-
-/// Row `r` (`stride` elements) of the buffer behind `p`, or an empty slice when the buffer
-/// holds only `n <= r` rows.
-///
-/// # Safety
-/// The buffer holds at least `n * stride` elements, and no one else uses row `r` while the
-/// returned slice lives.
-unsafe fn row_part<'a, T>(p: &SendPtr<T>, r: usize, stride: usize, n: usize) -> &'a mut [T] {
-    if r < n {
-        // SAFETY: in bounds and exclusive (the caller's contract).
-        unsafe { std::slice::from_raw_parts_mut(p.get().add(r * stride), stride) }
-    } else {
-        &mut []
-    }
-}
-
 /// The most activation rows any level's GEMM microkernel takes per call.
 const MAX_TILE_ROWS: usize = 8;
+/// The most panels any level's GEMM microkernel takes per call (at most 32 outputs per
+/// activation row: the microkernels' output rows are f32 [32]).
+const MAX_PANELS: usize = 2;
 
 /// Team member `member`'s work buffers (uncontended: one per member).
 fn lock_work(work: &[Mutex<Work>], member: usize) -> std::sync::MutexGuard<'_, Work> {
@@ -843,6 +852,36 @@ impl Simd {
         }
     }
 
+    /// The GEMM panel width (weight rows, [`format::pack_panel`]) and the panels per
+    /// microkernel call.
+    fn panels(self) -> (usize, usize) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 { .. } => (avx2_gemm::PANEL, avx2_gemm::PANELS),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => (avx512::PANEL, avx512::PANELS),
+            #[cfg(target_arch = "aarch64")]
+            Simd::Neon => (neon_gemm::PANEL, neon_gemm::PANELS),
+        }
+    }
+
+    /// One panel microkernel call (see [`Simd::panels`]).
+    fn panels_call(self, fmt: SubFormat, a: &ActBlock, panels: &[Panel], out: &mut [[f32; 32]]) {
+        // SAFETY: a `Cpu` only holds a level its machine supports.
+        unsafe {
+            match self {
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2 { vnni: false } => avx2_gemm::panels_avx2(fmt, a, panels, out),
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2 { vnni: true } => avx2_gemm::panels_avxvnni(fmt, a, panels, out),
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx512 => avx512::panels_avx512(fmt, a, panels, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon => neon_gemm::panels_neon(fmt, a, panels, out),
+            }
+        }
+    }
+
     fn gemv(
         self,
         t: GgmlType,
@@ -880,40 +919,6 @@ impl Simd {
                 Simd::Avx512 => avx2_x8::gemv_x8_avx512(p, r0, a, y),
                 #[cfg(target_arch = "aarch64")]
                 Simd::Neon => neon_x8::gemv_x8_neon(p, r0, a, y),
-            }
-        }
-    }
-
-    fn tile(
-        self,
-        fmt: SubFormat,
-        acts: &Acts,
-        r0: usize,
-        nr: usize,
-        tile: &Tile,
-        out: &mut [[f32; 4]; MAX_TILE_ROWS],
-    ) {
-        // SAFETY: a `Cpu` only holds a level (and AVX-VNNI flag) its machine supports.
-        unsafe {
-            match self {
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx2 { vnni } => {
-                    let o: &mut [[f32; 4]; avx2_gemm::TILE_ROWS] =
-                        (&mut out[..avx2_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
-                    if vnni {
-                        avx2_gemm::tile_avxvnni(fmt, acts, r0, nr, tile, o)
-                    } else {
-                        avx2_gemm::tile_avx2(fmt, acts, r0, nr, tile, o)
-                    }
-                }
-                #[cfg(target_arch = "x86_64")]
-                Simd::Avx512 => avx512::tile_avx512(fmt, acts, r0, nr, tile, out),
-                #[cfg(target_arch = "aarch64")]
-                Simd::Neon => {
-                    let o: &mut [[f32; 4]; neon_gemm::TILE_ROWS] =
-                        (&mut out[..neon_gemm::TILE_ROWS]).try_into().expect("8 >= 4");
-                    neon_gemm::tile_neon(fmt, acts, r0, nr, tile, o)
-                }
             }
         }
     }

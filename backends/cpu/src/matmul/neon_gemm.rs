@@ -1,125 +1,121 @@
-//! aarch64 NEON + dot-product GEMM kernels: the interleaved-tile microkernel (every
-//! quantized type, through the shared sub-block format) and the float-weight tiles.
+//! aarch64 NEON + dot-product GEMM kernels: the panel microkernel (every quantized type,
+//! through the shared sub-block format) and the float-weight tiles.
 //!
 //! Unsafe: every raw load is within a slice whose length the kernel asserts first; `sdot`
 //! needs the `dotprod` feature the entry points enable.
 
-use super::format::{SubFormat, GROUP};
+use super::format::SubFormat;
 use super::neon::{f16_at, hsum, ld8, sdot};
-use super::{Acts, Tile};
+use super::{check_panels, ActBlock, Panel};
 use std::arch::aarch64::*;
 use std::arch::asm;
 use weft::GgmlType;
 
 // ---------------------------------------------------------------------------------------
-// GEMM microkernel: R activation rows x one interleaved tile of 4 weight rows. A tile chunk
-// is 64 bytes ([weight row c][sub-block b][4 bytes]): one 16-byte register per weight row,
-// so one `sdot` with a 16-byte activation chunk ([sub-block b][4 bytes]) gives the four
-// sub-blocks' partial dots of one (activation row, weight row) pair. After each group the
-// four sub-block lanes are scaled in f32 and reduced pairwise, so a row's accumulator holds
-// the four weight rows' outputs in its lanes.
+// GEMM microkernel: R activation rows x P panels of 4 weight rows (see `format::pack_panel`).
+// Per sub-block, each 16-byte panel chunk (4 codes of 4 rows) goes through `sdot` with a
+// broadcast 4-byte activation chunk, so each i32 lane is one weight row; then one
+// int-to-float conversion and FMA per accumulator with `dw * da`: the same operations in the
+// same order as the x86 levels, so every level gives bit-identical results.
 
-/// Activation rows per GEMM microkernel call at this level: 4 x 4 i32 accumulators, 4 f32
-/// accumulators and the 4 weight registers fit NEON's 32 vector registers.
-pub(super) const TILE_ROWS: usize = 4;
+/// Weight rows per GEMM panel: one register of i32 lanes.
+pub(super) const PANEL: usize = 4;
+/// Panels and activation rows per microkernel call: 2 x 6 keeps 12 i32 and 12 f32
+/// accumulators, the two weight chunks and a broadcast in NEON's 32 vector registers.
+pub(super) const PANELS: usize = 2;
+pub(super) const TILE_ROWS: usize = 6;
 
 #[inline(always)]
-unsafe fn tile_kernel<const R: usize, const CH: usize>(
+unsafe fn panel_kernel<const P: usize, const CH: usize>(
     fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
+    a: &ActBlock,
+    panels: &[Panel],
+    out: &mut [[f32; 32]],
 ) {
     let bs = CH * 4;
-    let ng = tile.check(fmt, acts, r0, R, CH, TILE_ROWS);
+    const R: usize = TILE_ROWS;
+    assert!(panels.len() == P && out.len() >= R);
+    let n = check_panels(fmt, a, R, bs, PANEL, panels);
     // Q8_0 codes are w ^ 0x80: flipping the bit back gives the signed weights `sdot` takes,
     // so no offset correction is needed. Other codes are below 128 and used as they are.
     let signed = fmt.off == 128;
     let use_corr = fmt.off != 0 && !signed;
-    // SAFETY: group g reads tile bytes [g*CH*64, (g+1)*CH*64) and tile metadata
-    // [16g, 16g+16), activation bytes [g*GROUP*bs, (g+1)*GROUP*bs) of rows r0..r0+R and
-    // their metadata [4g, 4g+4): all within the lengths asserted above.
+    // SAFETY: sub-block j reads panel bytes [j*bs*4, (j+1)*bs*4) and metadata [4j, 4j+4),
+    // activation codes [j*bs, (j+1)*bs) of rows r0..r0+R and their metadata [j]: all within
+    // the lengths asserted above.
     unsafe {
-        let aq = |r: usize| acts.qs.as_ptr().add((r0 + r) * acts.q_stride).cast::<u8>();
-        let am = |r: usize| (r0 + r) * acts.meta_stride;
+        // Activation chunk k of row r is 4 bytes at (k * R + r) * 4; metadata of
+        // sub-block j at j * R + r.
+        let aq = a.qs.as_ptr().cast::<u8>();
         let flip = vdupq_n_s8(-128);
-        let mut facc = [vdupq_n_f32(0.0); R];
-        for g in 0..ng {
-            let mut iacc = [[vdupq_n_s32(0); 4]; R];
+        let mut facc = [[vdupq_n_f32(0.0); P]; R];
+        for j in 0..n {
+            let mut iacc = [[vdupq_n_s32(0); P]; R];
             if use_corr {
                 for r in 0..R {
-                    let c = vld1q_s32(acts.corr.as_ptr().add(am(r) + g * GROUP));
-                    iacc[r] = [c; 4];
+                    iacc[r] = [vdupq_n_s32(*a.corr.as_ptr().add(j * R + r)); P];
                 }
             }
             for t in 0..CH {
-                let wp = tile.q.as_ptr().add((g * CH + t) * 64);
-                let mut w = [ld8(wp), ld8(wp.add(16)), ld8(wp.add(32)), ld8(wp.add(48))];
-                if signed {
-                    w = w.map(|v| veorq_s8(v, flip));
+                let mut w = [vdupq_n_s8(0); P];
+                for p in 0..P {
+                    w[p] = ld8(panels[p].q.as_ptr().add((j * CH + t) * 16));
+                    if signed {
+                        w[p] = veorq_s8(w[p], flip);
+                    }
                 }
                 for r in 0..R {
-                    let x = ld8(aq(r).add(g * GROUP * bs + t * 16));
-                    for c in 0..4 {
-                        iacc[r][c] = sdot(iacc[r][c], w[c], x);
+                    let x = vreinterpretq_s8_s32(vdupq_n_s32(
+                        aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
+                    ));
+                    for p in 0..P {
+                        iacc[r][p] = sdot(iacc[r][p], w[p], x);
                     }
                 }
             }
-            let td = tile.d.as_ptr().add(g * 16);
-            let dw =
-                [vld1q_f32(td), vld1q_f32(td.add(4)), vld1q_f32(td.add(8)), vld1q_f32(td.add(12))];
-            let tm = tile.m.as_ptr().add(g * 16);
+            let mut dw = [vdupq_n_f32(0.0); P];
+            for p in 0..P {
+                dw[p] = vld1q_f32(panels[p].d.as_ptr().add(j * PANEL));
+            }
             for r in 0..R {
-                let da = vld1q_f32(acts.d.as_ptr().add(am(r) + g * GROUP));
-                let mut v = [vdupq_n_f32(0.0); 4];
-                for c in 0..4 {
-                    v[c] = vmulq_f32(vcvtq_f32_s32(iacc[r][c]), vmulq_f32(dw[c], da));
+                let da = vdupq_n_f32(*a.d.as_ptr().add(j * R + r));
+                for p in 0..P {
+                    facc[r][p] =
+                        vfmaq_f32(facc[r][p], vcvtq_f32_s32(iacc[r][p]), vmulq_f32(dw[p], da));
                 }
-                if fmt.has_min {
-                    let sa = vld1q_f32(acts.s.as_ptr().add(am(r) + g * GROUP));
-                    for c in 0..4 {
-                        v[c] = vfmaq_f32(v[c], vld1q_f32(tm.add(4 * c)), sa);
+            }
+            if fmt.has_min {
+                let mut mw = [vdupq_n_f32(0.0); P];
+                for p in 0..P {
+                    mw[p] = vld1q_f32(panels[p].m.as_ptr().add(j * PANEL));
+                }
+                for r in 0..R {
+                    let sa = vdupq_n_f32(*a.s.as_ptr().add(j * R + r));
+                    for p in 0..P {
+                        facc[r][p] = vfmaq_f32(facc[r][p], mw[p], sa);
                     }
                 }
-                // Lane c of the sum: weight row c's four sub-blocks, pairwise.
-                let s = vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]));
-                facc[r] = vaddq_f32(facc[r], s);
             }
         }
         for r in 0..R {
-            vst1q_f32(out[r].as_mut_ptr(), facc[r]);
+            for p in 0..P {
+                vst1q_f32(out[r].as_mut_ptr().add(PANEL * p), facc[r][p]);
+            }
         }
     }
 }
 
-/// Dispatch on the row count (R) and chunks per group (sub-block size / 4).
+/// `out[r][..4 * panels.len()]` = row r of activation block `a` times the panels' rows.
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn tile_neon(
-    fmt: SubFormat,
-    acts: &Acts,
-    r0: usize,
-    nr: usize,
-    tile: &Tile,
-    out: &mut [[f32; 4]; TILE_ROWS],
-) {
-    macro_rules! go {
-        ($ch:literal) => {
-            match nr {
-                1 => tile_kernel::<1, $ch>(fmt, acts, r0, tile, out),
-                2 => tile_kernel::<2, $ch>(fmt, acts, r0, tile, out),
-                3 => tile_kernel::<3, $ch>(fmt, acts, r0, tile, out),
-                _ => tile_kernel::<4, $ch>(fmt, acts, r0, tile, out),
-            }
-        };
-    }
+pub(super) fn panels_neon(fmt: SubFormat, a: &ActBlock, panels: &[Panel], out: &mut [[f32; 32]]) {
     // SAFETY: this function enables the features the kernel needs; the kernel checks its
     // slice lengths.
     unsafe {
-        if fmt.bs == 32 {
-            go!(8)
-        } else {
-            go!(4)
+        match (panels.len(), fmt.bs) {
+            (1, 32) => panel_kernel::<1, 8>(fmt, a, panels, out),
+            (1, _) => panel_kernel::<1, 4>(fmt, a, panels, out),
+            (_, 32) => panel_kernel::<2, 8>(fmt, a, panels, out),
+            _ => panel_kernel::<2, 4>(fmt, a, panels, out),
         }
     }
 }

@@ -103,7 +103,7 @@ fn every_simd_family_matches_scalar_and_each_other() {
         let (rows, cols) = if t.block_size() == 256 { (37, 768) } else { (37, 576) };
         let w = weights(t, rows, cols, &mut seed);
         let wr = WeightRef { ggml_type: t, rows, cols, data: &w };
-        for m in [1, 6] {
+        for m in [1, 6, 13] {
             let x: Vec<f32> =
                 (0..m * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
             let mut want = vec![0f32; m * rows];

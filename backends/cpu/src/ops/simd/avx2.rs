@@ -3,7 +3,7 @@
 //! `Cpu::new` verified the machine supports.
 
 use super::extras::{BlockObserver, NoObserver, RowExtras};
-use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
+use super::{blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, MAX_ROUNDED_HD};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -239,6 +239,21 @@ fn exp_sub_sum(x: &mut [f32], max: f32) -> f32 {
     hsum(acc) + xt.iter().sum::<f32>()
 }
 
+/// x = f16(exp(x - max) * inv) in place (as f32): ggml's normalised probabilities, rounded
+/// to f16 (see `ggml_f16`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp_scale_f16(x: &mut [f32], max: f32, inv: f32) {
+    let (mv, iv) = (_mm256_set1_ps(max), _mm256_set1_ps(inv));
+    let (xc, xt) = x.as_chunks_mut::<W>();
+    for v in xc.iter_mut() {
+        let p = _mm256_mul_ps(exp(_mm256_sub_ps(load(v), mv)), iv);
+        store(v, _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(p)));
+    }
+    xt.iter_mut().for_each(|v| *v -= max);
+    exp_tail(xt);
+    xt.iter_mut().for_each(|v| *v = f16::from_f32(*v * inv).to_f32());
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 fn scale_slice(x: &mut [f32], f: f32) {
     let fv = _mm256_set1_ps(f);
@@ -396,9 +411,34 @@ fn attend_obs<T: Load8, O: BlockObserver, const V: bool>(
     out: &mut [f32],
     obs: &mut O,
 ) -> OnlineSoftmax {
+    let mut qbuf = [0f32; MAX_ROUNDED_HD];
+    let h = &ggml_query(h, &mut qbuf);
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
     let mut s = [0f32; ATTN_BLOCK];
+    if V && ggml_f16::<T>() {
+        // Two passes (see `ggml_f16`): the max and sum, then the V rows weighted by the
+        // normalised probabilities rounded to f16.
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                block_logits(h, h.block(h.k, c, n), n, &mut s);
+                let prev = st;
+                st.update(max_slice(&s[..n]));
+                obs.block(c, &s[..n], prev, st.max);
+                st.sum += exp_sub_sum(&mut s[..n], st.max);
+            }
+        }
+        out.fill(0.0);
+        let inv = 1.0 / st.sum;
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                block_logits(h, h.block(h.k, c, n), n, &mut s);
+                exp_scale_f16(&mut s[..n], st.max, inv);
+                block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
+            }
+        }
+        return st;
+    }
     if V {
         out.fill(0.0);
     }

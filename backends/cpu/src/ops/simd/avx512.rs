@@ -5,7 +5,7 @@
 
 use super::avx2::{hsum, hsum4};
 use super::extras::{BlockObserver, NoObserver, RowExtras};
-use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
+use super::{blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, MAX_ROUNDED_HD};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -244,6 +244,26 @@ fn exp_sub_sum(x: &mut [f32], max: f32) -> f32 {
     hsum16(_mm512_add_ps(acc, e))
 }
 
+/// `p` rounded to f16 (to nearest even) and back.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn round(p: __m512) -> __m512 {
+    _mm512_cvtph_ps(_mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(p))
+}
+
+/// x = f16(exp(x - max) * inv) in place (as f32): ggml's normalised probabilities, rounded
+/// to f16 (see `ggml_f16`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn exp_scale_f16(x: &mut [f32], max: f32, inv: f32) {
+    let (mv, iv) = (_mm512_set1_ps(max), _mm512_set1_ps(inv));
+    let (xc, xt) = x.as_chunks_mut::<W>();
+    for v in xc.iter_mut() {
+        store(v, round(_mm512_mul_ps(exp(_mm512_sub_ps(load(v), mv)), iv)));
+    }
+    let t = round(_mm512_mul_ps(exp(_mm512_sub_ps(load_tail(xt), mv)), iv));
+    store_tail(xt, t);
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 fn scale_slice(x: &mut [f32], f: f32) {
     let fv = _mm512_set1_ps(f);
@@ -408,9 +428,34 @@ fn attend_obs<T: Load16, O: BlockObserver, const V: bool>(
     out: &mut [f32],
     obs: &mut O,
 ) -> OnlineSoftmax {
+    let mut qbuf = [0f32; MAX_ROUNDED_HD];
+    let h = &ggml_query(h, &mut qbuf);
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
     let mut s = [0f32; ATTN_BLOCK];
+    if V && ggml_f16::<T>() {
+        // Two passes (see `ggml_f16`): the max and sum, then the V rows weighted by the
+        // normalised probabilities rounded to f16.
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                block_logits(h, h.block(h.k, c, n), n, &mut s);
+                let prev = st;
+                st.update(max_slice(&s[..n]));
+                obs.block(c, &s[..n], prev, st.max);
+                st.sum += exp_sub_sum(&mut s[..n], st.max);
+            }
+        }
+        out.fill(0.0);
+        let inv = 1.0 / st.sum;
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                block_logits(h, h.block(h.k, c, n), n, &mut s);
+                exp_scale_f16(&mut s[..n], st.max, inv);
+                block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
+            }
+        }
+        return st;
+    }
     if V {
         out.fill(0.0);
     }

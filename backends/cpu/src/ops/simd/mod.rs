@@ -64,6 +64,38 @@ impl<T> AttnHead<'_, T> {
     }
 }
 
+/// Head dimensions up to this have their query rounded to f16 over an f16 cache (larger
+/// ones, which no supported model has, keep the f32 query).
+pub(crate) const MAX_ROUNDED_HD: usize = 512;
+
+/// Whether the cache element is f16: attention then follows ggml's precision (the reference
+/// parity is measured against). ggml multiplies an f16 cache with a query converted to f16
+/// (a `mul_mat`'s f32 operand is converted to the f16 operand's dot type), and the V product
+/// with the normalised probabilities converted to f16 the same way. Matching those two
+/// roundings keeps weft's attention output within f32 rounding of llama.cpp's instead of
+/// ~1e-3 away, which matters because the next matmul quantizes it to 8 bits.
+#[inline(always)]
+pub(crate) fn ggml_f16<T>() -> bool {
+    std::mem::size_of::<T>() == 2
+}
+
+/// The head `h` with its query rounded to f16 in `buf` when the cache is f16 (see
+/// [`ggml_f16`]), else `h` as it is.
+#[inline(always)]
+pub(crate) fn ggml_query<'b, T>(
+    h: &AttnHead<'b, T>,
+    buf: &'b mut [f32; MAX_ROUNDED_HD],
+) -> AttnHead<'b, T> {
+    let hd = h.q.len();
+    if !ggml_f16::<T>() || hd > MAX_ROUNDED_HD {
+        return *h;
+    }
+    for (d, &x) in buf.iter_mut().zip(h.q) {
+        *d = f16::from_f32(x).to_f32();
+    }
+    AttnHead { q: &buf[..hd], ..*h }
+}
+
 /// The online-softmax state of one (row, head) between key blocks. The accumulator itself is
 /// the output row (f32 [head_dim]), scaled by `1 / sum` at the end.
 ///

@@ -2,7 +2,7 @@
 //! compiler auto-vectorises for the target's baseline, e.g. SSE2 or NEON).
 
 use super::extras::{BlockObserver, NoObserver, RowExtras};
-use super::{blocks, AttnHead, OnlineSoftmax, ATTN_BLOCK};
+use super::{blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, MAX_ROUNDED_HD};
 use half::f16;
 use std::ops::Range;
 use weft::KvElem;
@@ -112,23 +112,60 @@ fn attend_obs<T: KvElem, O: BlockObserver, const V: bool>(
     out: &mut [f32],
     obs: &mut O,
 ) -> OnlineSoftmax {
+    let mut qbuf = [0f32; MAX_ROUNDED_HD];
+    let h = &ggml_query(h, &mut qbuf);
     let hd = h.q.len();
+    let logits = |c: usize, n: usize, s: &mut [f32; ATTN_BLOCK]| {
+        let kb = h.block(h.k, c, n);
+        let mut bmax = f32::NEG_INFINITY;
+        for (j, sj) in s[..n].iter_mut().enumerate() {
+            let kr = &kb[j * h.kv_row + h.kv_off..][..hd];
+            let dot: f32 = h.q.iter().zip(kr).map(|(&a, &b)| a * b.to_f32()).sum();
+            *sj = dot * h.scale;
+            bmax = bmax.max(*sj);
+        }
+        bmax
+    };
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its probabilities (unnormalised).
     let mut s = [0f32; ATTN_BLOCK];
+    if V && ggml_f16::<T>() {
+        // Two passes (see `ggml_f16`): the max and sum, then the V rows weighted by the
+        // normalised probabilities rounded to f16.
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                let bmax = logits(c, n, &mut s);
+                let prev = st;
+                st.update(bmax);
+                obs.block(c, &s[..n], prev, st.max);
+                for &sj in &s[..n] {
+                    st.sum += (sj - st.max).exp();
+                }
+            }
+        }
+        out.fill(0.0);
+        let inv = 1.0 / st.sum;
+        for r in ranges {
+            for (c, n) in blocks(r) {
+                logits(c, n, &mut s);
+                let vb = h.block(h.v, c, n);
+                for (j, &sj) in s[..n].iter().enumerate() {
+                    let p = f16::from_f32((sj - st.max).exp() * inv).to_f32();
+                    let vr = &vb[j * h.kv_row + h.kv_off..][..hd];
+                    for (o, &vv) in out.iter_mut().zip(vr) {
+                        *o += p * vv.to_f32();
+                    }
+                }
+            }
+        }
+        return st;
+    }
     if V {
         out.fill(0.0);
     }
     for r in ranges {
         for (c, n) in blocks(r) {
-            let kb = h.block(h.k, c, n);
-            let mut bmax = f32::NEG_INFINITY;
-            for (j, sj) in s[..n].iter_mut().enumerate() {
-                let kr = &kb[j * h.kv_row + h.kv_off..][..hd];
-                let dot: f32 = h.q.iter().zip(kr).map(|(&a, &b)| a * b.to_f32()).sum();
-                *sj = dot * h.scale;
-                bmax = bmax.max(*sj);
-            }
+            let bmax = logits(c, n, &mut s);
             let prev = st;
             if let Some(f) = st.update(bmax) {
                 if V {
