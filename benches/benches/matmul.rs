@@ -8,7 +8,8 @@
 //! - `gemv/<level>/<type>/<rows>x<cols>`: decode (m = 1) at model shapes (4.5 MB or less:
 //!   the matrix stays in the cache between iterations) over ggml's row-major blocks,
 //!   throughput in weight bytes/s; `gemv_x8/...`: the same matrix repacked 8 rows at a time
-//!   (what the model runs for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 at the AVX2 and AVX-512 levels).
+//!   (what the model runs for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0/Q4_K/Q6_K at the AVX2 and AVX-512
+//!   levels).
 //! - `gemv_dram[_x8]/<level>/<type>/<rows>x<cols>`: decode over one matrix of at least 512
 //!   MiB and twice the last-level cache (printed at start), so every iteration streams the
 //!   weights from DRAM: the figure to compare with `read_bandwidth`.

@@ -10,7 +10,7 @@
 //! the intrinsics need the features the entry points enable.
 
 use super::avx2::{pf, Dot};
-use super::packed::{PackedWeight, X8};
+use super::packed::{PackedWeight, X8Layout, X8};
 use super::ActRow;
 use std::arch::x86_64::*;
 use weft::GgmlType;
@@ -146,15 +146,95 @@ unsafe fn q4k_column<D: Dot>(
     }
 }
 
+/// One Q6_K super-block column (8 rows x 256 codes) against activation super-block `j`:
+/// per sub-block of 16 the 8 rows' integer sums, started at the offset correction
+/// `corr = -32 * sum(a)`, times their signed 8-bit scales, summed in i32 (at most
+/// 16 x 128 x 16 x 32 x 128 = 2^27 in magnitude, so exact on every `Dot`), then one FMA
+/// with `d * da` per super-block serves the 8 rows.
+/// `vpmaddubsw` is exact here: codes <= 63, |a| <= 128, so a pair sums to at most 16128.
+#[inline(always)]
+unsafe fn q6k_column<D: Dot>(col: *const u8, l: X8Layout, a: ActRow, j: usize, acc: &mut __m256) {
+    // SAFETY: the caller guarantees a whole block column at `col`, 256 codes at
+    // a.qs[256j..] and 16 metadata values at a.d/a.corr[16j..].
+    unsafe {
+        let (sc, ql, qh) = (col.add(l.sc.unwrap_or(0)), col.add(l.qs), col.add(l.qh.unwrap_or(0)));
+        let x = a.qs.as_ptr().add(256 * j);
+        let corr = a.corr.as_ptr().add(16 * j);
+        let lo4 = _mm256_set1_epi8(0x0F);
+        let (m3, m30) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
+        let mut itot = _mm256_setzero_si256();
+        for n in 0..2 {
+            // Chunks v = 4 quarter .. 4 quarter + 4 complete sub-blocks 8n + 2k + quarter.
+            for quarter in 0..2 {
+                let sub = |k: usize| 8 * n + 2 * k + quarter;
+                let mut s = [
+                    _mm256_set1_epi32(*corr.add(sub(0))),
+                    _mm256_set1_epi32(*corr.add(sub(1))),
+                    _mm256_set1_epi32(*corr.add(sub(2))),
+                    _mm256_set1_epi32(*corr.add(sub(3))),
+                ];
+                for v in 4 * quarter..4 * quarter + 4 {
+                    let l0 = _mm256_loadu_si256(ql.add(32 * (16 * n + v)).cast());
+                    let l1 = _mm256_loadu_si256(ql.add(32 * (16 * n + 8 + v)).cast());
+                    let h = _mm256_loadu_si256(qh.add(32 * (8 * n + v)).cast());
+                    // Piece k: elements 128n + 32k + 4v.. of each row (16-bit shifts: the
+                    // masks drop what crosses a byte).
+                    let q = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(l0, lo4),
+                            _mm256_slli_epi16(_mm256_and_si256(h, m3), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(l1, lo4),
+                            _mm256_and_si256(_mm256_slli_epi16(h, 2), m30),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), lo4),
+                            _mm256_and_si256(h, m30),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), lo4),
+                            _mm256_and_si256(_mm256_srli_epi16(h, 2), m30),
+                        ),
+                    ];
+                    for k in 0..4 {
+                        s[k] = D::dot(s[k], q[k], bcast4(x.add(128 * n + 32 * k + 4 * v)));
+                    }
+                }
+                for (k, sk) in s.into_iter().enumerate() {
+                    let scale = _mm256_cvtepi8_epi32(_mm_loadl_epi64(sc.add(8 * sub(k)).cast()));
+                    itot = _mm256_add_epi32(itot, _mm256_mullo_epi32(sk, scale));
+                }
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(col.cast()));
+        let scale = _mm256_mul_ps(d, _mm256_set1_ps(*a.d.get_unchecked(16 * j)));
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(itot), scale, *acc);
+    }
+}
+
 /// The 8 outputs of one group of rows: `group` is its `nb` block columns.
 #[inline(always)]
 unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActRow) -> __m256 {
     let l = p.layout;
     let nb = p.nb();
     let colb = l.column();
-    let n_sub = p.cols / 32;
+    let n_sub = p.cols / l.bs;
     assert!(group.len() >= nb * colb && a.qs.len() >= p.cols);
     assert!(a.d.len() >= n_sub && a.s.len() >= n_sub && a.corr.len() >= n_sub);
+    if t == GgmlType::Q6_K {
+        // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[256j..256(j+1)] and
+        // a.d/a.corr[16j..16j+16]: all asserted above.
+        unsafe {
+            let mut acc = _mm256_setzero_ps();
+            for j in 0..nb {
+                let col = group.as_ptr().add(j * colb);
+                pf(col, colb.div_ceil(64));
+                q6k_column::<D>(col, l, a, j, &mut acc);
+            }
+            return acc;
+        }
+    }
     if t == GgmlType::Q4_K {
         // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[256j..256(j+1)] and
         // a.d/a.s[8j..8j+8]: all asserted above.

@@ -12,7 +12,7 @@
 //! Unsafe: every raw read is inside a block column whose bounds `group_dot` asserts.
 
 use super::neon::sdot;
-use super::packed::{PackedWeight, X8};
+use super::packed::{PackedWeight, X8Layout, X8};
 use super::ActRow;
 use std::arch::aarch64::*;
 use weft::GgmlType;
@@ -128,16 +128,70 @@ unsafe fn q4k_column(col: *const u8, a: ActRow, j: usize, acc: &mut [float32x4_t
     }
 }
 
+/// One Q6_K super-block column against activation super-block `j` (see `avx2_x8.rs`): per
+/// sub-block of 16 the integer sums from `corr`, times the signed scales, summed in i32,
+/// then `d * da` in float. Codes 0..63 go into `sdot` as they are.
+#[inline(always)]
+unsafe fn q6k_column(col: *const u8, l: X8Layout, a: ActRow, j: usize, acc: &mut [float32x4_t; 2]) {
+    // SAFETY: the caller guarantees a whole block column at `col`, 256 codes at
+    // a.qs[256j..] and 16 metadata values at a.d/a.corr[16j..].
+    unsafe {
+        let (sc, ql, qh) = (col.add(l.sc.unwrap_or(0)), col.add(l.qs), col.add(l.qh.unwrap_or(0)));
+        let x = a.qs.as_ptr().add(256 * j);
+        let corr = a.corr.as_ptr().add(16 * j);
+        let (lo4, m3, m30) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x03), vdupq_n_u8(0x30));
+        for half in 0..2 {
+            let mut itot = vdupq_n_s32(0);
+            for n in 0..2 {
+                // Chunks v = 4 quarter .. 4 quarter + 4 complete sub-blocks 8n + 2k + quarter.
+                for quarter in 0..2 {
+                    let sub = |k: usize| 8 * n + 2 * k + quarter;
+                    let mut s = [
+                        vdupq_n_s32(*corr.add(sub(0))),
+                        vdupq_n_s32(*corr.add(sub(1))),
+                        vdupq_n_s32(*corr.add(sub(2))),
+                        vdupq_n_s32(*corr.add(sub(3))),
+                    ];
+                    for v in 4 * quarter..4 * quarter + 4 {
+                        let l0 = vld1q_u8(ql.add(32 * (16 * n + v) + 16 * half));
+                        let l1 = vld1q_u8(ql.add(32 * (16 * n + 8 + v) + 16 * half));
+                        let h = vld1q_u8(qh.add(32 * (8 * n + v) + 16 * half));
+                        // Piece k: elements 128n + 32k + 4v.. of rows 4 half .. 4 half + 4.
+                        let q = [
+                            vorrq_u8(vandq_u8(l0, lo4), vshlq_n_u8::<4>(vandq_u8(h, m3))),
+                            vorrq_u8(vandq_u8(l1, lo4), vandq_u8(vshlq_n_u8::<2>(h), m30)),
+                            vorrq_u8(vshrq_n_u8::<4>(l0), vandq_u8(h, m30)),
+                            vorrq_u8(vshrq_n_u8::<4>(l1), vandq_u8(vshrq_n_u8::<2>(h), m30)),
+                        ];
+                        for k in 0..4 {
+                            let xa = bcast4(x.add(128 * n + 32 * k + 4 * v));
+                            s[k] = sdot(s[k], vreinterpretq_s8_u8(q[k]), xa);
+                        }
+                    }
+                    for (k, sk) in s.into_iter().enumerate() {
+                        // Scales of rows 4 half .. 4 half + 4, widened to i32.
+                        let w = vmovl_s8(vld1_s8(sc.add(8 * sub(k)).cast()));
+                        let w = if half == 0 { vget_low_s16(w) } else { vget_high_s16(w) };
+                        itot = vaddq_s32(itot, vmulq_s32(sk, vmovl_s16(w)));
+                    }
+                }
+            }
+            let d = vmulq_n_f32(f16x4(col.add(8 * half)), *a.d.get_unchecked(16 * j));
+            acc[half] = vfmaq_f32(acc[half], vcvtq_f32_s32(itot), d);
+        }
+    }
+}
+
 /// The 8 outputs of one group of rows: `group` is its `nb` block columns.
 #[inline(always)]
 unsafe fn group_dot(p: &PackedWeight, group: &[u8], a: ActRow) -> [f32; X8] {
     let (t, l, nb) = (p.ggml_type, p.layout, p.nb());
     let colb = l.column();
-    let n_sub = p.cols / 32;
+    let n_sub = p.cols / l.bs;
     assert!(group.len() >= nb * colb && a.qs.len() >= p.cols);
     assert!(a.d.len() >= n_sub && a.s.len() >= n_sub && a.corr.len() >= n_sub);
     // SAFETY: block column j reads group[j*colb..(j+1)*colb], a.qs[32j..] (a.qs[256j..] for
-    // Q4_K) and the activation metadata of its sub-blocks: all asserted above.
+    // Q4_K and Q6_K) and the activation metadata of its sub-blocks: all asserted above.
     unsafe {
         let mut acc = [vdupq_n_f32(0.0); 2];
         let mut macc = [vdupq_n_f32(0.0); 2];
@@ -145,6 +199,10 @@ unsafe fn group_dot(p: &PackedWeight, group: &[u8], a: ActRow) -> [f32; X8] {
             let col = group.as_ptr().add(j * colb);
             if t == GgmlType::Q4_K {
                 q4k_column(col, a, j, &mut acc);
+                continue;
+            }
+            if t == GgmlType::Q6_K {
+                q6k_column(col, l, a, j, &mut acc);
                 continue;
             }
             let x = a.qs.as_ptr().add(32 * j);

@@ -9,8 +9,9 @@
 //! a block are one 8 x f16 load, and the float work is shared by 8 rows.
 //!
 //! Sizes are unchanged (a block column of 8 rows takes 8 native blocks' bytes; Q4_K 2.8 %
-//! more, its 6-bit scales and mins stored as bytes), so the packed copy, once the loader
-//! lets go of the file's pages, keeps resident memory at about the model's size.
+//! more, its 6-bit scales and mins stored as bytes; Q6_K exactly 8 blocks' 1680 bytes), so
+//! the packed copy, once the loader lets go of the file's pages, keeps resident memory at
+//! about the model's size.
 //!
 //! Layout: groups of 8 rows (the last padded with zero rows), each `nb` block columns of
 //! `8 * block_bytes`, one after the other. A block column holds, for rows r = 0..8:
@@ -26,6 +27,17 @@
 //! 6-bit scales u8 [8 sub-blocks][8 rows] at 32, mins likewise at 96, then codes u8
 //! [32 chunks][8 rows][4] at 160: chunk `8p + v` is native `qs[32p + 4v..]`, whose low
 //! nibbles are sub-block 2p and high nibbles sub-block 2p + 1, elements `4v..4v + 4`.
+//!
+//! Q6_K (256 values, sub-blocks of 16; no overhead: 16 + 128 + 1024 + 512 = 8 x 210 bytes):
+//! `d` f16 [8] at 0, the signed scales i8 [16 sub-blocks][8 rows] at 16, then the low
+//! nibbles `ql` u8 [32 chunks][8 rows][4] at 144 (chunk c = native `ql[4c..4c + 4]`), then
+//! the high bit pairs `qh` u8 [16 chunks][8 rows][4] at 1168 (chunk c = native
+//! `qh[4c..4c + 4]`). Native chunks keep ggml's pairing: for half n and v < 8, ql chunks
+//! `16n + v` and `16n + 8 + v` and qh chunk `8n + v` hold, for 4 codes of each of the 8 rows,
+//! elements `128n + 32k + 4v..` (k < 4) as low nibble of the first, of the second, high
+//! nibble of the first, of the second, with qh bits `2k..2k + 2`: three 256-bit loads and a
+//! few shifts and masks give four `vpdpbusd` operands, each against one broadcast 4-byte
+//! activation chunk.
 
 use super::arena::{Arena, ArenaSlice};
 use super::AlignedBuf;
@@ -39,18 +51,22 @@ pub(crate) const X8: usize = 8;
 pub(crate) struct X8Layout {
     /// Bytes of one native block.
     pub block: usize,
-    /// Elements of one block (32, or 256 for Q4_K).
+    /// Elements of one block (32, or 256 for Q4_K and Q6_K).
     pub elems: usize,
+    /// Elements per sub-block, i.e. per entry of the activation metadata (`ActRow::d`,
+    /// `corr`, `s`): 32, or 16 for Q6_K.
+    pub bs: usize,
     /// Bytes of one block column (8 rows): 8 native blocks, plus 32 for Q4_K's unpacked
     /// 6-bit scales and mins.
     pub column: usize,
-    /// Q4_K: offset of the scales, u8 [8 sub-blocks][8 rows], followed by the mins.
+    /// K-quants: offset of the scales, u8 [8 sub-blocks][8 rows] followed by the mins
+    /// (Q4_K), or i8 [16 sub-blocks][8 rows] (Q6_K).
     pub sc: Option<usize>,
     /// Offset of `m` (f16 [8]), if the type has mins.
     pub m: Option<usize>,
-    /// Offset of `qh` (u32 [8]), if the type has fifth bits.
+    /// Offset of `qh`: u32 [8] of fifth bits (Q5_0/Q5_1), or Q6_K's high bit pairs.
     pub qh: Option<usize>,
-    /// Offset of the codes.
+    /// Offset of the codes (Q6_K: their low nibbles).
     pub qs: usize,
 }
 
@@ -59,7 +75,7 @@ impl X8Layout {
     pub(crate) fn of(t: GgmlType) -> Option<Self> {
         use GgmlType as G;
         let l = |block, m, qh, qs| {
-            Some(X8Layout { block, elems: 32, column: block * X8, sc: None, m, qh, qs })
+            Some(X8Layout { block, elems: 32, bs: 32, column: block * X8, sc: None, m, qh, qs })
         };
         match t {
             G::Q4_0 => l(18, None, None, 16),
@@ -71,11 +87,23 @@ impl X8Layout {
             G::Q4_K => Some(X8Layout {
                 block: 144,
                 elems: 256,
+                bs: 32,
                 column: 1184,
                 sc: Some(32),
                 m: Some(16),
                 qh: None,
                 qs: 160,
+            }),
+            // d [8], scales [16][8], ql [32 chunks][8][4], qh [16 chunks][8][4].
+            G::Q6_K => Some(X8Layout {
+                block: 210,
+                elems: 256,
+                bs: 16,
+                column: 1680,
+                sc: Some(16),
+                m: None,
+                qh: Some(1168),
+                qs: 144,
             }),
             _ => None,
         }
@@ -86,11 +114,8 @@ impl X8Layout {
         self.column
     }
 
-    /// Offset of the codes inside a native block (after d, m, qh or the 12 scale bytes).
+    /// Offset of the codes inside a native block of a 32-element type (after d, m and qh).
     fn native_qs(&self) -> usize {
-        if self.sc.is_some() {
-            return 16;
-        }
         2 + 2 * usize::from(self.m.is_some()) + 4 * usize::from(self.qh.is_some())
     }
 }
@@ -210,8 +235,13 @@ impl PackedWeight {
             for (blk, col) in
                 row.chunks_exact(layout.block).zip(out.chunks_exact_mut(layout.column()))
             {
-                if layout.sc.is_some() {
-                    pack_q4k(blk, col, lane);
+                // The K-quants have layouts of their own.
+                match t {
+                    GgmlType::Q4_K => pack_q4k(blk, col, lane),
+                    GgmlType::Q6_K => pack_q6k(blk, col, lane),
+                    _ => {}
+                }
+                if layout.elems != 32 {
                     continue;
                 }
                 col[2 * lane..2 * lane + 2].copy_from_slice(&blk[..2]);
@@ -260,8 +290,13 @@ impl PackedWeight {
         let data = self.bytes();
         for (j, blk) in out[..nb * l.block].chunks_exact_mut(l.block).enumerate() {
             let col = &data[(g * nb + j) * l.column()..][..l.column()];
-            if l.sc.is_some() {
-                native_q4k(col, lane, blk);
+            // The K-quants have layouts of their own.
+            match self.ggml_type {
+                GgmlType::Q4_K => native_q4k(col, lane, blk),
+                GgmlType::Q6_K => native_q6k(col, lane, blk),
+                _ => {}
+            }
+            if l.elems != 32 {
                 continue;
             }
             blk[..2].copy_from_slice(&col[2 * lane..2 * lane + 2]);
@@ -286,8 +321,8 @@ impl PackedWeight {
 
 impl PackedWeight {
     /// Row `r` unpacked the way `format::unpack_row` unpacks a native row (u8 codes [cols]
-    /// with the format's offset, f32 scales and mins per 32 values), straight from the packing:
-    /// the GEMM's unpacker for packed weights.
+    /// with the format's offset, f32 scales and mins per sub-block of `bs` values), straight
+    /// from the packing: the GEMM's unpacker for packed weights.
     pub(crate) fn unpack_row(&self, r: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32]) {
         let l = self.layout;
         let nb = self.nb();
@@ -296,15 +331,22 @@ impl PackedWeight {
         let f16_at = |b: &[u8], o: usize| half::f16::from_le_bytes([b[o], b[o + 1]]).to_f32();
         for j in 0..nb {
             let col = &data[(g * nb + j) * l.column()..][..l.column()];
-            if l.sc.is_some() {
-                unpack_q4k(
-                    col,
-                    lane,
-                    &mut q[256 * j..256 * j + 256],
-                    &mut d[8 * j..8 * j + 8],
-                    &mut m[8 * j..8 * j + 8],
-                );
-                continue;
+            match self.ggml_type {
+                GgmlType::Q4_K => {
+                    let (qj, mj) = (&mut q[256 * j..256 * j + 256], &mut m[8 * j..8 * j + 8]);
+                    unpack_q4k(col, lane, qj, &mut d[8 * j..8 * j + 8], mj);
+                    continue;
+                }
+                GgmlType::Q6_K => {
+                    unpack_q6k(
+                        col,
+                        lane,
+                        &mut q[256 * j..256 * j + 256],
+                        &mut d[16 * j..16 * j + 16],
+                    );
+                    continue;
+                }
+                _ => {}
             }
             d[j] = f16_at(col, 2 * lane);
             if let Some(mo) = l.m {
@@ -392,6 +434,68 @@ fn unpack_q4k(col: &[u8], lane: usize, q: &mut [u8], d: &mut [f32], m: &mut [f32
     }
 }
 
+/// One Q6_K super-block (ql[128], qh[64], scales[16], d) into row `lane` of its block
+/// column: native 4-byte chunks copied whole (see the module docs).
+fn pack_q6k(blk: &[u8], col: &mut [u8], lane: usize) {
+    col[2 * lane..2 * lane + 2].copy_from_slice(&blk[208..210]);
+    for s in 0..16 {
+        col[16 + 8 * s + lane] = blk[192 + s];
+    }
+    for c in 0..32 {
+        let o = 144 + 32 * c + 4 * lane;
+        col[o..o + 4].copy_from_slice(&blk[4 * c..4 * c + 4]);
+    }
+    for c in 0..16 {
+        let o = 1168 + 32 * c + 4 * lane;
+        col[o..o + 4].copy_from_slice(&blk[128 + 4 * c..128 + 4 * c + 4]);
+    }
+}
+
+/// Row `lane` of a Q6_K block column back to ggml's super-block.
+fn native_q6k(col: &[u8], lane: usize, blk: &mut [u8]) {
+    blk[208..210].copy_from_slice(&col[2 * lane..2 * lane + 2]);
+    for s in 0..16 {
+        blk[192 + s] = col[16 + 8 * s + lane];
+    }
+    for c in 0..32 {
+        let o = 144 + 32 * c + 4 * lane;
+        blk[4 * c..4 * c + 4].copy_from_slice(&col[o..o + 4]);
+    }
+    for c in 0..16 {
+        let o = 1168 + 32 * c + 4 * lane;
+        blk[128 + 4 * c..128 + 4 * c + 4].copy_from_slice(&col[o..o + 4]);
+    }
+}
+
+/// Row `lane` of a Q6_K block column as `format::unpack_row` gives it: 256 codes 0..63
+/// (offset 32) and per 16 values `d * scale`. Four codes at a time, as the kernels build them.
+fn unpack_q6k(col: &[u8], lane: usize, q: &mut [u8], d: &mut [f32]) {
+    let dd = half::f16::from_le_bytes([col[2 * lane], col[2 * lane + 1]]).to_f32();
+    for s in 0..16 {
+        d[s] = dd * col[16 + 8 * s + lane] as i8 as f32;
+    }
+    let u32_at = |o: usize| u32::from_le_bytes([col[o], col[o + 1], col[o + 2], col[o + 3]]);
+    for n in 0..2 {
+        for v in 0..8 {
+            let l0 = u32_at(144 + 32 * (16 * n + v) + 4 * lane);
+            let l1 = u32_at(144 + 32 * (16 * n + 8 + v) + 4 * lane);
+            let h = u32_at(1168 + 32 * (8 * n + v) + 4 * lane);
+            // Elements 128n + 32k + 4v.. for k = 0..4: low nibbles of l0, of l1, high
+            // nibbles of l0, of l1, with bits 2k..2k + 2 of h as bits 4 and 5.
+            let codes = [
+                (l0 & 0x0F0F_0F0F) | ((h & 0x0303_0303) << 4),
+                (l1 & 0x0F0F_0F0F) | ((h & 0x0C0C_0C0C) << 2),
+                ((l0 >> 4) & 0x0F0F_0F0F) | (h & 0x3030_3030),
+                ((l1 >> 4) & 0x0F0F_0F0F) | ((h >> 2) & 0x3030_3030),
+            ];
+            for (k, c) in codes.iter().enumerate() {
+                let o = 128 * n + 32 * k + 4 * v;
+                q[o..o + 4].copy_from_slice(&c.to_le_bytes());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,7 +518,7 @@ mod tests {
         };
         for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0]
             .into_iter()
-            .chain([GgmlType::Q4_K])
+            .chain([GgmlType::Q4_K, GgmlType::Q6_K])
         {
             let k = t.block_size();
             for (rows, cols) in [(1, k), (7, 2 * k), (8, 3 * k), (13, 18 * k)] {
@@ -431,7 +535,7 @@ mod tests {
                 }
             }
         }
-        assert!(PackedWeight::pack(GgmlType::Q6_K, 1, 256, &[0; 210], None, None).is_none());
+        assert!(PackedWeight::pack(GgmlType::Q5_K, 1, 256, &[0; 176], None, None).is_none());
     }
 
     #[test]
@@ -443,20 +547,21 @@ mod tests {
         };
         for t in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0]
             .into_iter()
-            .chain([GgmlType::Q4_K])
+            .chain([GgmlType::Q4_K, GgmlType::Q6_K])
         {
             let (rows, cols) = (11, 3 * t.block_size());
             let rb = t.row_size(cols as u64).unwrap() as usize;
             let mut data: Vec<u8> = (0..rows * rb).map(|_| next()).collect();
-            // Finite scales, so that the f32 comparison below means something.
+            // Finite scales, so that the f32 comparison below means something (Q6_K's d is
+            // its last two bytes).
             for b in data.chunks_exact_mut(t.type_size()) {
-                b[1] &= 0x3B;
+                b[if t == GgmlType::Q6_K { 209 } else { 1 }] &= 0x3B;
                 if matches!(t, GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K) {
                     b[3] &= 0x3B;
                 }
             }
             let p = PackedWeight::pack(t, rows, cols, &data, None, None).unwrap();
-            let n = cols / 32;
+            let n = cols / p.layout.bs;
             let (mut q0, mut d0, mut m0) = (vec![0u8; cols], vec![0f32; n], vec![0f32; n]);
             let (mut q1, mut d1, mut m1) = (vec![1u8; cols], vec![1f32; n], vec![1f32; n]);
             for r in 0..rows {

@@ -146,6 +146,7 @@ fn packed_weights_match_scalar_and_mapped() {
         GgmlType::Q4_1,
         GgmlType::Q5_1,
         GgmlType::Q4_K,
+        GgmlType::Q6_K,
     ];
     for t in types {
         let k = t.block_size();
