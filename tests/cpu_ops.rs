@@ -278,6 +278,20 @@ fn attention_causal_matches_reference() {
     }
 }
 
+/// Long rows: past the sizes whose logits the two-pass (f16 cache) kernels keep on the
+/// stack between passes (512 and 4096 keys), where they switch buffers or recompute.
+#[test]
+fn attention_long_rows_match_reference() {
+    let p = AttnParams { n_head: 9, n_head_kv: 3, head_dim: 64, scale: 0.125 };
+    for n_cells in [511, 513, 4095, 4097, 4500] {
+        for n_q in [1, 2] {
+            let mask = AttnMask::Causal { n_past: n_cells - n_q };
+            let what = format!("attention long causal n_q {n_q} n_cells {n_cells}");
+            check_attention(&p, n_cells, n_q, &mask, n_cells as u64, &what);
+        }
+    }
+}
+
 /// A parallel-encoding-like mask: every row sees a sink, some of `n_pieces` pieces (others
 /// dropped), and a prefix of its own; ranges are sorted and disjoint with gaps between them.
 fn random_ranges(rng: &mut Rng, n_q: usize, n_cells: usize) -> (Vec<usize>, Vec<Range<usize>>) {

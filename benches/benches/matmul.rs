@@ -239,9 +239,17 @@ fn gemm(c: &mut Criterion) {
             let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut y = vec![0f32; m * rows];
             g.throughput(Throughput::Elements((2 * m * rows * cols) as u64));
+            // What the model runs: panels built from the x8 packing where the level packs
+            // the type.
+            let prepared = cpu.prepare_weight(w).unwrap();
             g.bench_function(
                 BenchmarkId::new(format!("gemm/{level}/{t}"), format!("{rows}x{cols}/m{m}")),
-                |b| b.iter(|| cpu.matmul(&w, black_box(&x), m, &mut y, &mut scratch).unwrap()),
+                |b| {
+                    b.iter(|| {
+                        cpu.matmul_weight(&prepared, black_box(&x), m, &mut y, &mut scratch)
+                            .unwrap()
+                    })
+                },
             );
         }
     }

@@ -25,6 +25,28 @@ pub(super) trait Dot {
     /// # Safety
     /// The CPU must support the instruction (the caller's `#[target_feature]`).
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// Whether `dot` goes through i16 pair sums (`vpmaddubsw`, then `vpmaddwd` by ones).
+    /// Kernels may then add several chunks' pair sums in i16 ([`Dot::mul16`]) and widen
+    /// once ([`Dot::widen`]), as far as [`SubFormat::i16_chunks`] allows: the sums are
+    /// exact either way, and the multiply ports, which `vpmaddwd` shares with
+    /// `vpmaddubsw`, do half the work (the AVX2 level's prefill and decode are bound by them).
+    const I16: bool = false;
+    /// The i16 pair sums of `u` x `s` (u8 x i8).
+    /// # Safety
+    /// AVX2 (every caller's `#[target_feature]` includes it).
+    #[inline(always)]
+    unsafe fn mul16(u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: AVX2 is enabled in every caller.
+        unsafe { _mm256_maddubs_epi16(u, s) }
+    }
+    /// i16 pair sums -> i32 lane sums.
+    /// # Safety
+    /// As [`Dot::mul16`].
+    #[inline(always)]
+    unsafe fn widen(v: __m256i) -> __m256i {
+        // SAFETY: AVX2 is enabled in every caller.
+        unsafe { _mm256_madd_epi16(v, _mm256_set1_epi16(1)) }
+    }
     /// Bit j of `qh` -> byte j equal to 0x10 (set) or 0: the fifth bit of Q5 codes.
     /// # Safety
     /// As [`Dot::dot`].
@@ -40,6 +62,7 @@ pub(super) struct Maddubs;
 
 impl Dot for Maddubs {
     const FULL_U8: bool = false;
+    const I16: bool = true;
     #[inline(always)]
     unsafe fn dot(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: AVX2 is enabled in every caller (see the trait's contract).

@@ -24,8 +24,10 @@ pub(super) const PANEL: usize = 8;
 pub(super) const PANELS: usize = 2;
 pub(super) const TILE_ROWS: usize = 3;
 
+/// `G` > 0 (the `vpmaddubsw` path, codes small enough: [`SubFormat::i16_chunks`]) adds
+/// `G` chunks' pair sums in i16 before one widening to i32; 0 widens every chunk.
 #[inline(always)]
-unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
+unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize, const G: usize>(
     fmt: SubFormat,
     a: &ActBlock,
     panels: &[Panel],
@@ -34,10 +36,12 @@ unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
     let bs = CH * 4;
     const R: usize = TILE_ROWS;
     assert!(panels.len() == P && out.len() >= R);
+    assert!(G == 0 || (D::I16 && CH.is_multiple_of(G) && G <= fmt.i16_chunks()));
     let n = check_panels(fmt, a, R, bs, PANEL, panels);
     // Q8_0 codes (w + 128) overflow vpmaddubsw: that path recovers the signed weight and
     // uses |w| x sign(a, w) instead of the offset.
     let signed = fmt.off == 128 && !D::FULL_U8;
+    assert!(G == 0 || !signed);
     let use_corr = fmt.off != 0 && !signed;
     // SAFETY: sub-block j reads panel bytes [j*bs*8, (j+1)*bs*8) and metadata [8j, 8j+8),
     // activation codes [j*bs, (j+1)*bs) of rows r0..r0+R and their metadata [j]: all within
@@ -46,15 +50,52 @@ unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
         // Activation chunk k of row r is 4 bytes at (k * R + r) * 4; metadata of
         // sub-block j at j * R + r.
         let aq = a.qs.as_ptr().cast::<u8>();
+        let bcast = |k: usize, r: usize| {
+            _mm256_set1_epi32(aq.add((k * R + r) * 4).cast::<i32>().read_unaligned())
+        };
         let mut facc = [[_mm256_setzero_ps(); P]; R];
         for j in 0..n {
             let mut iacc = [[_mm256_setzero_si256(); P]; R];
-            if use_corr {
+            if G > 0 {
+                // Half h of the sub-block's chunks in i16, widened once (the i32 sums stay
+                // out of registers until the first half is done).
+                for h in 0..CH / G {
+                    let mut acc16 = [[_mm256_setzero_si256(); P]; R];
+                    for u in 0..G {
+                        let t = h * G + u;
+                        let mut w = [_mm256_setzero_si256(); P];
+                        for p in 0..P {
+                            w[p] = load(panels[p].q.as_ptr().add((j * CH + t) * 32).cast());
+                        }
+                        for r in 0..R {
+                            let x = bcast(j * CH + t, r);
+                            for p in 0..P {
+                                acc16[r][p] = _mm256_add_epi16(acc16[r][p], D::mul16(w[p], x));
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        for p in 0..P {
+                            let wide = D::widen(acc16[r][p]);
+                            iacc[r][p] =
+                                if h == 0 { wide } else { _mm256_add_epi32(iacc[r][p], wide) };
+                        }
+                    }
+                }
+                if use_corr {
+                    for r in 0..R {
+                        let c = _mm256_set1_epi32(*a.corr.as_ptr().add(j * R + r));
+                        for p in 0..P {
+                            iacc[r][p] = _mm256_add_epi32(iacc[r][p], c);
+                        }
+                    }
+                }
+            } else if use_corr {
                 for r in 0..R {
                     iacc[r] = [_mm256_set1_epi32(*a.corr.as_ptr().add(j * R + r)); P];
                 }
             }
-            for t in 0..CH {
+            for t in 0..if G > 0 { 0 } else { CH } {
                 let mut w = [_mm256_setzero_si256(); P];
                 for p in 0..P {
                     w[p] = load(panels[p].q.as_ptr().add((j * CH + t) * 32).cast());
@@ -66,18 +107,14 @@ unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
                         w[p] = _mm256_sign_epi8(ws[p], ws[p]);
                     }
                     for r in 0..R {
-                        let x = _mm256_set1_epi32(
-                            aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
-                        );
+                        let x = bcast(j * CH + t, r);
                         for p in 0..P {
                             iacc[r][p] = D::dot(iacc[r][p], w[p], _mm256_sign_epi8(x, ws[p]));
                         }
                     }
                 } else {
                     for r in 0..R {
-                        let x = _mm256_set1_epi32(
-                            aq.add(((j * CH + t) * R + r) * 4).cast::<i32>().read_unaligned(),
-                        );
+                        let x = bcast(j * CH + t, r);
                         for p in 0..P {
                             iacc[r][p] = D::dot(iacc[r][p], w[p], x);
                         }
@@ -119,7 +156,8 @@ unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize>(
     }
 }
 
-/// Dispatch on the panel count (P) and chunks per sub-block (CH).
+/// Dispatch on the panel count (P), chunks per sub-block (CH) and, on the `vpmaddubsw`
+/// path, the chunks summed in i16 (G: as many as the codes allow, a divisor of CH).
 #[inline(always)]
 unsafe fn panel_rows<D: Dot>(
     fmt: SubFormat,
@@ -127,13 +165,27 @@ unsafe fn panel_rows<D: Dot>(
     panels: &[Panel],
     out: &mut [[f32; 32]],
 ) {
+    let ch = fmt.bs / 4;
+    let signed = fmt.off == 128 && !D::FULL_U8;
+    let g = if D::I16 && !signed { fmt.i16_chunks().min(ch) } else { 0 };
+    let g = [8, 4, 2, 0].into_iter().find(|&c| c <= g && (c == 0 || ch % c == 0)).unwrap_or(0);
     // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
     unsafe {
+        macro_rules! call {
+            ($p:literal, $ch:literal) => {
+                match g {
+                    8 if $ch == 8 => panel_kernel::<D, $p, $ch, 8>(fmt, a, panels, out),
+                    4 => panel_kernel::<D, $p, $ch, 4>(fmt, a, panels, out),
+                    2 => panel_kernel::<D, $p, $ch, 2>(fmt, a, panels, out),
+                    _ => panel_kernel::<D, $p, $ch, 0>(fmt, a, panels, out),
+                }
+            };
+        }
         match (panels.len(), fmt.bs) {
-            (1, 32) => panel_kernel::<D, 1, 8>(fmt, a, panels, out),
-            (1, _) => panel_kernel::<D, 1, 4>(fmt, a, panels, out),
-            (_, 32) => panel_kernel::<D, 2, 8>(fmt, a, panels, out),
-            _ => panel_kernel::<D, 2, 4>(fmt, a, panels, out),
+            (1, 32) => call!(1, 8),
+            (1, _) => call!(1, 4),
+            (_, 32) => call!(2, 8),
+            _ => call!(2, 4),
         }
     }
 }

@@ -51,6 +51,10 @@ unsafe fn isum_4bit<D: Dot, const Q5: bool>(
         let lo4 = _mm256_set1_epi8(0x0F);
         let qh = if Q5 { _mm256_loadu_si256(col.add(qh_off).cast()) } else { lo4 };
         let (mut a0, mut a1) = (init, _mm256_setzero_si256());
+        // The `vpmaddubsw` path sums in i16 (a lane's 4 chunks of 5-bit codes, or all 8 of
+        // 4-bit ones: at most 8 x 2 x 15 x 128 < 2^15) and widens once per half or block.
+        let z = _mm256_setzero_si256();
+        let (mut s0, mut s1) = (z, z);
         macro_rules! chunk {
             ($v:literal) => {{
                 let raw = _mm256_loadu_si256(col.add(qs_off + 32 * $v).cast());
@@ -60,14 +64,27 @@ unsafe fn isum_4bit<D: Dot, const Q5: bool>(
                     lo = _mm256_or_si256(lo, bit4::<$v>(qh));
                     hi = _mm256_or_si256(hi, bit4::<{ $v + 4 }>(qh));
                 }
-                a0 = D::dot(a0, lo, bcast4(x.add(4 * $v)));
-                a1 = D::dot(a1, hi, bcast4(x.add(16 + 4 * $v)));
+                if D::I16 {
+                    s0 = _mm256_add_epi16(s0, D::mul16(lo, bcast4(x.add(4 * $v))));
+                    s1 = _mm256_add_epi16(s1, D::mul16(hi, bcast4(x.add(16 + 4 * $v))));
+                } else {
+                    a0 = D::dot(a0, lo, bcast4(x.add(4 * $v)));
+                    a1 = D::dot(a1, hi, bcast4(x.add(16 + 4 * $v)));
+                }
             }};
         }
         chunk!(0);
         chunk!(1);
         chunk!(2);
         chunk!(3);
+        if D::I16 {
+            if Q5 {
+                a0 = _mm256_add_epi32(a0, D::widen(s0));
+                a1 = D::widen(s1);
+            } else {
+                a0 = _mm256_add_epi32(a0, D::widen(_mm256_add_epi16(s0, s1)));
+            }
+        }
         _mm256_add_epi32(a0, a1)
     }
 }
@@ -122,9 +139,21 @@ unsafe fn q4k_column<D: Dot>(
                     let raw = _mm256_loadu_si256(col.add(160 + 32 * (8 * pair + w)).cast());
                     let lo = _mm256_and_si256(raw, lo4);
                     let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
-                    *lacc = D::dot(*lacc, lo, bcast4(x.add(64 * pair + 4 * w)));
-                    *hacc = D::dot(*hacc, hi, bcast4(x.add(64 * pair + 32 + 4 * w)));
+                    let (xl, xh) =
+                        (bcast4(x.add(64 * pair + 4 * w)), bcast4(x.add(64 * pair + 32 + 4 * w)));
+                    if D::I16 {
+                        // 4-bit codes: a sub-block's 8 chunks fit an i16 lane (see isum_4bit).
+                        *lacc = _mm256_add_epi16(*lacc, D::mul16(lo, xl));
+                        *hacc = _mm256_add_epi16(*hacc, D::mul16(hi, xh));
+                    } else {
+                        *lacc = D::dot(*lacc, lo, xl);
+                        *hacc = D::dot(*hacc, hi, xh);
+                    }
                 }
+            }
+            if D::I16 {
+                (l0, h0) = (D::widen(_mm256_add_epi16(l0, l1)), D::widen(_mm256_add_epi16(h0, h1)));
+                (l1, h1) = (z, z);
             }
             let sc = |s: usize| _mm256_cvtepu8_epi32(_mm_loadl_epi64(col.add(32 + 8 * s).cast()));
             let lo = _mm256_mullo_epi32(_mm256_add_epi32(l0, l1), sc(2 * pair));
@@ -173,6 +202,7 @@ unsafe fn q6k_column<D: Dot>(col: *const u8, l: X8Layout, a: ActRow, j: usize, a
                     _mm256_set1_epi32(*corr.add(sub(2))),
                     _mm256_set1_epi32(*corr.add(sub(3))),
                 ];
+                let mut t16 = [_mm256_setzero_si256(); 4];
                 for v in 4 * quarter..4 * quarter + 4 {
                     let l0 = _mm256_loadu_si256(ql.add(32 * (16 * n + v)).cast());
                     let l1 = _mm256_loadu_si256(ql.add(32 * (16 * n + 8 + v)).cast());
@@ -197,8 +227,20 @@ unsafe fn q6k_column<D: Dot>(col: *const u8, l: X8Layout, a: ActRow, j: usize, a
                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30),
                         ),
                     ];
-                    for k in 0..4 {
-                        s[k] = D::dot(s[k], q[k], bcast4(x.add(128 * n + 32 * k + 4 * v)));
+                    if D::I16 {
+                        // 6-bit codes: two chunks' pair sums fit an i16 lane (2 x 2 x 63 x
+                        // 128 < 2^15), widened after every odd chunk.
+                        for k in 0..4 {
+                            let p = D::mul16(q[k], bcast4(x.add(128 * n + 32 * k + 4 * v)));
+                            t16[k] = if v % 2 == 0 { p } else { _mm256_add_epi16(t16[k], p) };
+                            if v % 2 == 1 {
+                                s[k] = _mm256_add_epi32(s[k], D::widen(t16[k]));
+                            }
+                        }
+                    } else {
+                        for k in 0..4 {
+                            s[k] = D::dot(s[k], q[k], bcast4(x.add(128 * n + 32 * k + 4 * v)));
+                        }
                     }
                 }
                 for (k, sk) in s.into_iter().enumerate() {

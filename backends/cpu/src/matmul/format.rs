@@ -55,6 +55,21 @@ pub(crate) struct SubFormat {
     pub off: i32,
     /// Whether sub-blocks carry a float min `mw`.
     pub has_min: bool,
+    /// The largest unpacked code (before the offset): how many `vpmaddubsw` products an
+    /// i16 lane can sum exactly ([`SubFormat::i16_chunks`]).
+    pub code_max: u32,
+}
+
+impl SubFormat {
+    /// How many 4-code chunks of `vpmaddubsw` pair sums (each at most 2 * code_max * 128 in
+    /// magnitude, activations being i8) one i16 lane can add without overflow: 8 for 4-bit
+    /// codes, 4 for 5-bit, 2 for 6-bit, 0 for 8-bit (not even one pair sum is safe).
+    pub(crate) fn i16_chunks(&self) -> usize {
+        if self.code_max == 0 {
+            return 0;
+        }
+        (i16::MAX as u32 / (2 * self.code_max * 128)) as usize
+    }
 }
 
 /// Activation rows are padded to a multiple of this many sub-blocks (zero codes and
@@ -64,17 +79,19 @@ pub(crate) const SUB_PAD: usize = 4;
 /// The sub-block format of `t`, or `None` when the matmul does not support it.
 pub(crate) fn sub_format(t: GgmlType) -> Option<SubFormat> {
     use GgmlType as G;
-    let q = |act, bs, off, has_min| Some(SubFormat { act, bs, off, has_min });
+    let q = |act, bs, off, has_min, code_max| Some(SubFormat { act, bs, off, has_min, code_max });
     match t {
-        G::Q4_0 => q(ActKind::Q8_0, 32, 8, false),
-        G::Q5_0 => q(ActKind::Q8_0, 32, 16, false),
-        G::Q8_0 => q(ActKind::Q8_0, 32, 128, false),
-        G::Q4_1 | G::Q5_1 => q(ActKind::Q8_1, 32, 0, true),
-        G::Q4_K | G::Q5_K => q(ActKind::Q8K, 32, 0, true),
-        G::Q2_K => q(ActKind::Q8K, 16, 0, true),
-        G::Q3_K => q(ActKind::Q8K, 16, 4, false),
-        G::Q6_K => q(ActKind::Q8K, 16, 32, false),
-        G::F32 | G::F16 | G::BF16 => q(ActKind::F32, 0, 0, false),
+        G::Q4_0 => q(ActKind::Q8_0, 32, 8, false, 15),
+        G::Q5_0 => q(ActKind::Q8_0, 32, 16, false, 31),
+        G::Q8_0 => q(ActKind::Q8_0, 32, 128, false, 255),
+        G::Q4_1 => q(ActKind::Q8_1, 32, 0, true, 15),
+        G::Q5_1 => q(ActKind::Q8_1, 32, 0, true, 31),
+        G::Q4_K => q(ActKind::Q8K, 32, 0, true, 15),
+        G::Q5_K => q(ActKind::Q8K, 32, 0, true, 31),
+        G::Q2_K => q(ActKind::Q8K, 16, 0, true, 3),
+        G::Q3_K => q(ActKind::Q8K, 16, 4, false, 7),
+        G::Q6_K => q(ActKind::Q8K, 16, 32, false, 63),
+        G::F32 | G::F16 | G::BF16 => q(ActKind::F32, 0, 0, false, 0),
         _ => None,
     }
 }

@@ -403,6 +403,60 @@ pub(crate) fn score_extras<T: Load8>(
     attend_obs::<T, _, false>(h, ranges, out, obs)
 }
 
+/// The most logits of one (row, head) that the two-pass path keeps on the stack (16 KB)
+/// instead of computing them again in its second pass.
+const LOGITS_KEPT: usize = 4096;
+
+/// The two passes of ggml's precision over an f16 cache (see `ggml_f16`): the max and
+/// sum, then the V rows weighted by the normalised probabilities rounded to f16. With
+/// `N` >= the visible keys the first pass's logits are kept (f32 [N] on the stack) for the
+/// second; with `N` = 0 they are computed again (the same values: the same code on the
+/// same data).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn two_pass<T: Load8, O: BlockObserver, const N: usize>(
+    h: &AttnHead<'_, T>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut O,
+) -> OnlineSoftmax {
+    let mut st = OnlineSoftmax::new();
+    // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
+    let mut s = [0f32; ATTN_BLOCK];
+    // f32 [N]: every visible key's logit, in visiting order.
+    let mut kept = [0f32; N];
+    let mut at = 0;
+    for r in ranges {
+        for (c, n) in blocks(r) {
+            block_logits(h, h.block(h.k, c, n), n, &mut s);
+            if N > 0 {
+                kept[at..at + n].copy_from_slice(&s[..n]);
+                at += n;
+            }
+            let prev = st;
+            st.update(max_slice(&s[..n]));
+            obs.block(c, &s[..n], prev, st.max);
+            st.sum += exp_sub_sum(&mut s[..n], st.max);
+        }
+    }
+    out.fill(0.0);
+    let inv = 1.0 / st.sum;
+    at = 0;
+    for r in ranges {
+        for (c, n) in blocks(r) {
+            if N > 0 {
+                s[..n].copy_from_slice(&kept[at..at + n]);
+                at += n;
+            } else {
+                block_logits(h, h.block(h.k, c, n), n, &mut s);
+            }
+            exp_scale_f16(&mut s[..n], st.max, inv);
+            block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
+        }
+    }
+    st
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn attend_obs<T: Load8, O: BlockObserver, const V: bool>(
@@ -417,27 +471,13 @@ fn attend_obs<T: Load8, O: BlockObserver, const V: bool>(
     // f32 [ATTN_BLOCK]: the block's logits, then its unnormalised probabilities.
     let mut s = [0f32; ATTN_BLOCK];
     if V && ggml_f16::<T>() {
-        // Two passes (see `ggml_f16`): the max and sum, then the V rows weighted by the
-        // normalised probabilities rounded to f16.
-        for r in ranges {
-            for (c, n) in blocks(r) {
-                block_logits(h, h.block(h.k, c, n), n, &mut s);
-                let prev = st;
-                st.update(max_slice(&s[..n]));
-                obs.block(c, &s[..n], prev, st.max);
-                st.sum += exp_sub_sum(&mut s[..n], st.max);
-            }
-        }
-        out.fill(0.0);
-        let inv = 1.0 / st.sum;
-        for r in ranges {
-            for (c, n) in blocks(r) {
-                block_logits(h, h.block(h.k, c, n), n, &mut s);
-                exp_scale_f16(&mut s[..n], st.max, inv);
-                block_accumulate(h, h.block(h.v, c, n), &s[..n], out);
-            }
-        }
-        return st;
+        // Two passes (see `ggml_f16`), keeping the logits between them where they fit.
+        let visible: usize = ranges.iter().map(|r| r.len()).sum();
+        return match visible {
+            0..=512 => two_pass::<T, O, 512>(h, ranges, out, obs),
+            513..=LOGITS_KEPT => two_pass::<T, O, LOGITS_KEPT>(h, ranges, out, obs),
+            _ => two_pass::<T, O, 0>(h, ranges, out, obs),
+        };
     }
     if V {
         out.fill(0.0);
