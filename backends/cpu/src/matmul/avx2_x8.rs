@@ -132,6 +132,8 @@ unsafe fn q4k_column<D: Dot>(
         let x = a.qs.as_ptr().add(256 * j);
         let mut itot = _mm256_setzero_si256();
         for pair in 0..4 {
+            // This column's 19 lines of prefetch, 5 per pair, spread over the column.
+            pf(col.add(320 * pair), 5);
             let z = _mm256_setzero_si256();
             let (mut l0, mut l1, mut h0, mut h1) = (z, z, z, z);
             for v in (0..8).step_by(2) {
@@ -204,6 +206,9 @@ unsafe fn q6k_column<D: Dot>(col: *const u8, l: X8Layout, a: ActRow, j: usize, a
                 ];
                 let mut t16 = [_mm256_setzero_si256(); 4];
                 for v in 4 * quarter..4 * quarter + 4 {
+                    // This column's prefetches, spread over its 16 steps (2 lines each, the
+                    // column's 27 lines in all) rather than issued at once.
+                    pf(col.add(128 * (8 * n + v)), 2);
                     let l0 = _mm256_loadu_si256(ql.add(32 * (16 * n + v)).cast());
                     let l1 = _mm256_loadu_si256(ql.add(32 * (16 * n + 8 + v)).cast());
                     let h = _mm256_loadu_si256(qh.add(32 * (8 * n + v)).cast());
@@ -271,7 +276,6 @@ unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActR
             let mut acc = _mm256_setzero_ps();
             for j in 0..nb {
                 let col = group.as_ptr().add(j * colb);
-                pf(col, colb.div_ceil(64));
                 q6k_column::<D>(col, l, a, j, &mut acc);
             }
             return acc;
@@ -284,7 +288,6 @@ unsafe fn group_dot<D: Dot>(t: GgmlType, p: &PackedWeight, group: &[u8], a: ActR
             let (mut acc, mut macc) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for j in 0..nb {
                 let col = group.as_ptr().add(j * colb);
-                pf(col, colb.div_ceil(64));
                 q4k_column::<D>(col, a, j, &mut acc, &mut macc);
             }
             return _mm256_add_ps(acc, macc);
