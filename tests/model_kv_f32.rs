@@ -77,6 +77,16 @@ fn same_top_or_near_tie(reference: &[f32], got: &[f32]) -> bool {
     r == g || reference[r as usize] - reference[g as usize] < NEAR_TIE
 }
 
+/// Top-1 equal, or a near tie (within NEAR_TIE) on either side between the two candidates.
+/// The llama.cpp reference ran with an f16 cache, so the f32 cache computes a slightly
+/// different function (logits move by up to ~0.2 between the cache types, KL up to
+/// KL_F16_F32_MAX): where weft's f32-cache logits nearly tie, as on SmolLM2's prompt 1 at
+/// the AVX2 level (weft's gap 0.0095, llama.cpp's 0.33), either order is correct.
+fn same_top_or_either_near_tie(reference: &[f32], got: &[f32]) -> bool {
+    let (r, g) = (argmax_logits(reference).unwrap(), argmax_logits(got).unwrap());
+    same_top_or_near_tie(reference, got) || got[g as usize] - got[r as usize] < NEAR_TIE
+}
+
 fn f32_kv_parity(name: &str, tag: &str) {
     let Some(path) = weft_tests::model_path(name) else { return };
     let refs = weft_tests::refs_dir();
@@ -107,7 +117,7 @@ fn f32_kv_parity(name: &str, tag: &str) {
         if d_ref.is_nan() || d_ref > KL_MAX {
             failures.push(format!("prompt {k}: KL vs llama.cpp {d_ref} > {KL_MAX}"));
         }
-        if !same_top_or_near_tie(&reference, &a) {
+        if !same_top_or_either_near_tie(&reference, &a) {
             failures.push(format!("prompt {k}: top-1 differs from llama.cpp (no near tie)"));
         }
         if d_kv.is_nan() || d_kv > KL_F16_F32_MAX {

@@ -56,10 +56,10 @@ unsafe fn panel_kernel<D: Dot, const P: usize, const CH: usize, const G: usize>(
         let mut facc = [[_mm256_setzero_ps(); P]; R];
         for j in 0..n {
             let mut iacc = [[_mm256_setzero_si256(); P]; R];
-            if G > 0 {
-                // Half h of the sub-block's chunks in i16, widened once (the i32 sums stay
-                // out of registers until the first half is done).
-                for h in 0..CH / G {
+            if let Some(groups) = CH.checked_div(G) {
+                // Group h of the sub-block's chunks (G of them) in i16, widened once (the
+                // i32 sums stay out of registers until the first group is done).
+                for h in 0..groups {
                     let mut acc16 = [[_mm256_setzero_si256(); P]; R];
                     for u in 0..G {
                         let t = h * G + u;
@@ -168,7 +168,8 @@ unsafe fn panel_rows<D: Dot>(
     let ch = fmt.bs / 4;
     let signed = fmt.off == 128 && !D::FULL_U8;
     let g = if D::I16 && !signed { fmt.i16_chunks().min(ch) } else { 0 };
-    let g = [8, 4, 2, 0].into_iter().find(|&c| c <= g && (c == 0 || ch % c == 0)).unwrap_or(0);
+    let g =
+        [8, 4, 2, 0].into_iter().find(|&c| c <= g && (c == 0 || ch.is_multiple_of(c))).unwrap_or(0);
     // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
     unsafe {
         macro_rules! call {

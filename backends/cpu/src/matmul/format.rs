@@ -56,7 +56,9 @@ pub(crate) struct SubFormat {
     /// Whether sub-blocks carry a float min `mw`.
     pub has_min: bool,
     /// The largest unpacked code (before the offset): how many `vpmaddubsw` products an
-    /// i16 lane can sum exactly ([`SubFormat::i16_chunks`]).
+    /// i16 lane can sum exactly ([`SubFormat::i16_chunks`]; only x86's `vpmaddubsw`
+    /// kernels ask).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub code_max: u32,
 }
 
@@ -64,6 +66,7 @@ impl SubFormat {
     /// How many 4-code chunks of `vpmaddubsw` pair sums (each at most 2 * code_max * 128 in
     /// magnitude, activations being i8) one i16 lane can add without overflow: 8 for 4-bit
     /// codes, 4 for 5-bit, 2 for 6-bit, 0 for 8-bit (not even one pair sum is safe).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn i16_chunks(&self) -> usize {
         if self.code_max == 0 {
             return 0;
