@@ -3,7 +3,9 @@
 //! `Cpu::new` verified the machine supports.
 
 use super::extras::{BlockObserver, NoObserver, RowExtras};
-use super::{blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, MAX_ROUNDED_HD};
+use super::{
+    blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, LOGITS_KEPT, MAX_ROUNDED_HD,
+};
 use half::f16;
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -402,10 +404,6 @@ pub(crate) fn score_extras<T: Load8>(
 ) -> OnlineSoftmax {
     attend_obs::<T, _, false>(h, ranges, out, obs)
 }
-
-/// The most logits of one (row, head) that the two-pass path keeps on the stack (16 KB)
-/// instead of computing them again in its second pass.
-const LOGITS_KEPT: usize = 4096;
 
 /// The two passes of ggml's precision over an f16 cache (see `ggml_f16`): the max and
 /// sum, then the V rows weighted by the normalised probabilities rounded to f16. With

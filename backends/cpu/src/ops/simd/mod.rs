@@ -64,6 +64,11 @@ impl<T> AttnHead<'_, T> {
     }
 }
 
+/// The most logits of one (row, head) that the two-pass kernels (f16 cache, see
+/// [`ggml_f16`]) keep on the stack (16 KB) instead of computing them again in their second
+/// pass (the AVX2 and portable kernels; the AVX-512 one still recomputes).
+pub(crate) const LOGITS_KEPT: usize = 4096;
+
 /// Head dimensions up to this have their query rounded to f16 over an f16 cache (larger
 /// ones, which no supported model has, keep the f32 query).
 pub(crate) const MAX_ROUNDED_HD: usize = 512;

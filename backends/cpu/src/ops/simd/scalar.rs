@@ -2,7 +2,9 @@
 //! compiler auto-vectorises for the target's baseline, e.g. SSE2 or NEON).
 
 use super::extras::{BlockObserver, NoObserver, RowExtras};
-use super::{blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, MAX_ROUNDED_HD};
+use super::{
+    blocks, ggml_f16, ggml_query, AttnHead, OnlineSoftmax, ATTN_BLOCK, LOGITS_KEPT, MAX_ROUNDED_HD,
+};
 use half::f16;
 use std::ops::Range;
 use weft::KvElem;
@@ -105,6 +107,83 @@ pub(crate) fn score_extras<T: KvElem>(
     attend_obs::<T, _, false>(h, ranges, out, obs)
 }
 
+/// Logits of keys `c .. c + n` into `s[..n]`; returns their max.
+#[inline(always)]
+fn block_logits<T: KvElem>(
+    h: &AttnHead<'_, T>,
+    c: usize,
+    n: usize,
+    s: &mut [f32; ATTN_BLOCK],
+) -> f32 {
+    let hd = h.q.len();
+    let kb = h.block(h.k, c, n);
+    let mut bmax = f32::NEG_INFINITY;
+    for (j, sj) in s[..n].iter_mut().enumerate() {
+        let kr = &kb[j * h.kv_row + h.kv_off..][..hd];
+        let dot: f32 = h.q.iter().zip(kr).map(|(&a, &b)| a * b.to_f32()).sum();
+        *sj = dot * h.scale;
+        bmax = bmax.max(*sj);
+    }
+    bmax
+}
+
+/// The two passes of ggml's precision over an f16 cache (see `ggml_f16`): the max and
+/// sum, then the V rows weighted by the normalised probabilities rounded to f16. With
+/// `N` >= the visible keys the first pass's logits are kept (f32 [N] on the stack) for the
+/// second; with `N` = 0 they are computed again (the same values).
+#[inline(always)]
+fn two_pass<T: KvElem, O: BlockObserver, const N: usize>(
+    h: &AttnHead<'_, T>,
+    ranges: &[Range<usize>],
+    out: &mut [f32],
+    obs: &mut O,
+) -> OnlineSoftmax {
+    let hd = h.q.len();
+    let mut st = OnlineSoftmax::new();
+    // f32 [ATTN_BLOCK]: the block's logits.
+    let mut s = [0f32; ATTN_BLOCK];
+    // f32 [N]: every visible key's logit, in visiting order.
+    let mut kept = [0f32; N];
+    let mut at = 0;
+    for r in ranges {
+        for (c, n) in blocks(r) {
+            let bmax = block_logits(h, c, n, &mut s);
+            if N > 0 {
+                kept[at..at + n].copy_from_slice(&s[..n]);
+                at += n;
+            }
+            let prev = st;
+            st.update(bmax);
+            obs.block(c, &s[..n], prev, st.max);
+            for &sj in &s[..n] {
+                st.sum += (sj - st.max).exp();
+            }
+        }
+    }
+    out.fill(0.0);
+    let inv = 1.0 / st.sum;
+    at = 0;
+    for r in ranges {
+        for (c, n) in blocks(r) {
+            if N > 0 {
+                s[..n].copy_from_slice(&kept[at..at + n]);
+                at += n;
+            } else {
+                block_logits(h, c, n, &mut s);
+            }
+            let vb = h.block(h.v, c, n);
+            for (j, &sj) in s[..n].iter().enumerate() {
+                let p = f16::from_f32((sj - st.max).exp() * inv).to_f32();
+                let vr = &vb[j * h.kv_row + h.kv_off..][..hd];
+                for (o, &vv) in out.iter_mut().zip(vr) {
+                    *o += p * vv.to_f32();
+                }
+            }
+        }
+    }
+    st
+}
+
 #[inline(always)]
 fn attend_obs<T: KvElem, O: BlockObserver, const V: bool>(
     h: &AttnHead<'_, T>,
@@ -115,57 +194,24 @@ fn attend_obs<T: KvElem, O: BlockObserver, const V: bool>(
     let mut qbuf = [0f32; MAX_ROUNDED_HD];
     let h = &ggml_query(h, &mut qbuf);
     let hd = h.q.len();
-    let logits = |c: usize, n: usize, s: &mut [f32; ATTN_BLOCK]| {
-        let kb = h.block(h.k, c, n);
-        let mut bmax = f32::NEG_INFINITY;
-        for (j, sj) in s[..n].iter_mut().enumerate() {
-            let kr = &kb[j * h.kv_row + h.kv_off..][..hd];
-            let dot: f32 = h.q.iter().zip(kr).map(|(&a, &b)| a * b.to_f32()).sum();
-            *sj = dot * h.scale;
-            bmax = bmax.max(*sj);
-        }
-        bmax
-    };
     let mut st = OnlineSoftmax::new();
     // f32 [ATTN_BLOCK]: the block's logits, then its probabilities (unnormalised).
     let mut s = [0f32; ATTN_BLOCK];
     if V && ggml_f16::<T>() {
-        // Two passes (see `ggml_f16`): the max and sum, then the V rows weighted by the
-        // normalised probabilities rounded to f16.
-        for r in ranges {
-            for (c, n) in blocks(r) {
-                let bmax = logits(c, n, &mut s);
-                let prev = st;
-                st.update(bmax);
-                obs.block(c, &s[..n], prev, st.max);
-                for &sj in &s[..n] {
-                    st.sum += (sj - st.max).exp();
-                }
-            }
-        }
-        out.fill(0.0);
-        let inv = 1.0 / st.sum;
-        for r in ranges {
-            for (c, n) in blocks(r) {
-                logits(c, n, &mut s);
-                let vb = h.block(h.v, c, n);
-                for (j, &sj) in s[..n].iter().enumerate() {
-                    let p = f16::from_f32((sj - st.max).exp() * inv).to_f32();
-                    let vr = &vb[j * h.kv_row + h.kv_off..][..hd];
-                    for (o, &vv) in out.iter_mut().zip(vr) {
-                        *o += p * vv.to_f32();
-                    }
-                }
-            }
-        }
-        return st;
+        // Two passes (see `ggml_f16`), keeping the logits between them where they fit.
+        let visible: usize = ranges.iter().map(|r| r.len()).sum();
+        return match visible {
+            0..=512 => two_pass::<T, O, 512>(h, ranges, out, obs),
+            513..=LOGITS_KEPT => two_pass::<T, O, LOGITS_KEPT>(h, ranges, out, obs),
+            _ => two_pass::<T, O, 0>(h, ranges, out, obs),
+        };
     }
     if V {
         out.fill(0.0);
     }
     for r in ranges {
         for (c, n) in blocks(r) {
-            let bmax = logits(c, n, &mut s);
+            let bmax = block_logits(h, c, n, &mut s);
             let prev = st;
             if let Some(f) = st.update(bmax) {
                 if V {
