@@ -166,8 +166,8 @@ unsafe fn panel_rows<D: Dot>(
     out: &mut [[f32; 32]],
 ) {
     let ch = fmt.bs / 4;
-    let signed = fmt.off == 128 && !D::FULL_U8;
-    let g = if D::I16 && !signed { fmt.i16_chunks().min(ch) } else { 0 };
+    // Q8_0 (whose `vpmaddubsw` path recovers signed weights) has i16_chunks() == 0.
+    let g = if D::I16 { fmt.i16_chunks().min(ch) } else { 0 };
     let g =
         [8, 4, 2, 0].into_iter().find(|&c| c <= g && (c == 0 || ch.is_multiple_of(c))).unwrap_or(0);
     // SAFETY: the entry point enabled AVX2/FMA/F16C and D's instruction.
@@ -175,7 +175,7 @@ unsafe fn panel_rows<D: Dot>(
         macro_rules! call {
             ($p:literal, $ch:literal) => {
                 match g {
-                    8 if $ch == 8 => panel_kernel::<D, $p, $ch, 8>(fmt, a, panels, out),
+                    8 => panel_kernel::<D, $p, $ch, 8>(fmt, a, panels, out),
                     4 => panel_kernel::<D, $p, $ch, 4>(fmt, a, panels, out),
                     2 => panel_kernel::<D, $p, $ch, 2>(fmt, a, panels, out),
                     _ => panel_kernel::<D, $p, $ch, 0>(fmt, a, panels, out),
